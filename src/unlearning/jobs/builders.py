@@ -1,0 +1,68 @@
+"""Turning config groups into objects: data module, model, trainer, logger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from unlearning.data.datamodule import UnlearningDataModule
+from unlearning.data.splits import ForgettingTask
+from unlearning.errors import UserError
+
+
+def image_size(cfg: DictConfig) -> int | None:
+    """The model's input size wins (224 for ViT); else the dataset's; None = native."""
+    return cfg.model.get("image_size") or cfg.dataset.get("image_size") or None
+
+
+def build_task(cfg: DictConfig) -> ForgettingTask:
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    task_cfg.pop("name", None)
+    if task_cfg.get("forget", "") is None:
+        raise UserError(f"task={cfg.task.name} has no default target on dataset={cfg.dataset.name}; "
+                        "set task.forget=NAME (a class name or index).")
+    return instantiate(task_cfg)
+
+
+def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str | None = None) -> UnlearningDataModule:
+    dataset = cfg.dataset
+    builder_cfg = dataset.builder
+    return UnlearningDataModule(
+        builder=lambda: instantiate(builder_cfg),
+        task=task,
+        labels=labels or dataset.labels,
+        aliases=OmegaConf.to_container(dataset.aliases, resolve=True),
+        image_size=image_size(cfg),
+        augment=OmegaConf.to_container(dataset.augment, resolve=True),
+        batch_size=dataset.batch_size,
+        eval_batch_size=dataset.eval_batch_size,
+        num_workers=dataset.num_workers,
+    )
+
+
+def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """A freshly initialised backbone of the configured architecture."""
+    return instantiate(cfg.model.builder, num_classes=num_classes, in_channels=in_channels)
+
+
+def build_logger(cfg: DictConfig):
+    if cfg.get("logger") is None or cfg.logger.get("_target_") is None:
+        return False
+    return instantiate(cfg.logger)
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg.trainer, resolve=True)
+
+
+def make_trainer(cfg: DictConfig, logger=False, **overrides: Any) -> L.Trainer:
+    """A Lightning Trainer from ``cfg.trainer`` with ``overrides`` on top."""
+    options = trainer_kwargs(cfg)
+    options.update(logger=logger)
+    options.update(overrides)
+    options.setdefault("enable_model_summary", False)
+    return L.Trainer(**options)

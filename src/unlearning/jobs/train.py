@@ -1,0 +1,116 @@
+"""Train a classifier with the paper's recipe and publish it where unlearn.py finds it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from unlearning.evaluation.metrics import accuracy
+from unlearning.evaluation.predictions import predict
+from unlearning.jobs.builders import build_datamodule, build_logger, build_model, make_trainer
+from unlearning.models.checkpoints import checkpoint_exists, checkpoint_name, save_checkpoint
+from unlearning.models.classifier import ImageClassifier, training_settings
+
+log = logging.getLogger(__name__)
+
+
+class KeepBestWeights(L.Callback):
+    """Keeps a CPU copy of the weights with the best validation accuracy seen so far."""
+
+    def __init__(self, monitor: str = "val/acc"):
+        self.monitor, self.best, self.state, self.epoch = monitor, -1.0, None, -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is not None and float(value) > self.best:
+            self.best, self.epoch = float(value), trainer.current_epoch
+            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+
+
+def registry_path(cfg: DictConfig, label_kind: str, input_size: int) -> Path:
+    return Path(cfg.paths.checkpoint_dir) / checkpoint_name(cfg.dataset.name, label_kind, cfg.model.name, input_size)
+
+
+def model_metadata(cfg: DictConfig, data, **extra: Any) -> dict[str, Any]:
+    """What unlearn.py checks before it trusts a checkpoint, plus provenance."""
+    return {
+        "dataset": cfg.dataset.name,
+        "label_kind": data.label_kind,
+        "model": cfg.model.name,
+        "num_classes": data.num_classes,
+        "class_names": data.class_names,
+        "image_size": data.input_size,
+        "channels": data.channels,
+        "model_config": OmegaConf.to_container(cfg.model, resolve=True),
+        "seed": int(cfg.seed),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | None = None) -> Path:
+    """Train from scratch on D, keep the best test-accuracy epoch, save and publish it.
+
+    Returns the published checkpoint folder (``paths.checkpoint_dir/<name>``); an existing
+    one is only replaced with ``overwrite=true``. The run's own copy stays in its folder.
+    """
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    data = build_datamodule(cfg, task=None, labels=labels or cfg.get("labels") or None)
+    data.setup()
+    settings = training_settings(cfg.dataset.training, cfg.model.get("training"))
+    data.batch_size = int(settings.get("batch_size", data.batch_size))
+    module = ImageClassifier(
+        build_model(cfg, data.num_classes, data.channels),
+        num_classes=data.num_classes,
+        lr=settings["lr"],
+        momentum=settings.get("momentum", 0.9),
+        weight_decay=settings.get("weight_decay", 5e-4),
+        milestones=settings.get("milestones", []),
+        gamma=settings.get("gamma", 0.2),
+        warmup_epochs=settings.get("warmup_epochs", 0),
+    )
+    best = KeepBestWeights()
+    trainer = make_trainer(cfg, logger=build_logger(cfg), max_epochs=int(settings["epochs"]),
+                           callbacks=[best], enable_checkpointing=False)
+    log.info("training %s on %s (%s labels, %d classes, %d px) for %d epochs",
+             cfg.model.name, cfg.dataset.name, data.label_kind, data.num_classes, data.input_size, settings["epochs"])
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    train_time = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        return registry_path(cfg, data.label_kind, data.input_size)
+    model = module.model.cpu()
+    if best.state is not None:
+        model.load_state_dict(best.state)
+    logits, labels_ = predict(model, data.loader("test"))
+    test_acc = accuracy(logits, labels_)
+    metadata = model_metadata(cfg, data, test_acc=test_acc, best_epoch=best.epoch, epochs=int(settings["epochs"]),
+                              train_time_s=train_time, config=OmegaConf.to_container(cfg, resolve=False))
+    log.info("test accuracy %.2f%% (best epoch %d), %.1f s of training", test_acc, best.epoch, train_time)
+    if output_dir is not None:
+        save_checkpoint(Path(output_dir) / "model", model, metadata)
+    target = registry_path(cfg, data.label_kind, data.input_size)
+    if checkpoint_exists(target) and not cfg.get("overwrite", False):
+        log.warning("kept the existing trained model at %s (set overwrite=true to replace it); "
+                    "this run's model is in %s", target, Path(output_dir or ".") / "model")
+    else:
+        save_checkpoint(target, model, metadata)
+        log.info("published the trained model to %s", target)
+    print(f"test accuracy: {test_acc:.2f}%  (train time {train_time:.1f} s)  checkpoint: {target}")
+    return target
+
+
+def train_job(cfg: DictConfig) -> float | None:
+    """train.py's task function: train in this run's folder and publish the model."""
+    from hydra.core.hydra_config import HydraConfig
+
+    train(cfg, output_dir=HydraConfig.get().runtime.output_dir)
+    return None

@@ -1,0 +1,200 @@
+"""Make a trained model forget: find or train it, run the method, evaluate, record."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from unlearning.evaluation.evaluate import METRIC_NAMES, evaluate, teacher_logits
+from unlearning.io import atomic_write_json
+from unlearning.jobs.builders import build_datamodule, build_logger, build_model, build_task, make_trainer
+from unlearning.jobs.report_table import print_before_after
+from unlearning.jobs.train import registry_path, train
+from unlearning.methods.base import MethodContext, UnlearningMethod
+from unlearning.models.checkpoints import check_compatible, checkpoint_exists, load_checkpoint, load_into, save_checkpoint
+from unlearning.models.classifier import training_settings
+from unlearning.errors import UserError
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+
+
+def build_method(cfg: DictConfig) -> UnlearningMethod:
+    """The method named by ``cfg.method._target_``, with every other key as an argument."""
+    options = OmegaConf.to_container(cfg.method, resolve=True)
+    options.pop("name", None)
+    try:
+        return instantiate(options, _convert_="all")
+    except Exception as error:  # Hydra wraps the constructor's own error
+        cause = error.__cause__ or error
+        if isinstance(cause, UserError | ValueError | TypeError):
+            raise UserError(f"method={cfg.method.get('name')}: {cause}") from None
+        raise
+
+
+def results_complete(path: Path) -> bool:
+    """True when ``path`` is a results.json that a finished run wrote (it is written last, atomically)."""
+    try:
+        return json.loads(path.read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def find_source_checkpoint(cfg: DictConfig, data, run_dir: Path) -> Path:
+    """``checkpoint=PATH`` if given; else the published model, trained first when missing."""
+    if cfg.get("checkpoint"):
+        return Path(str(cfg.checkpoint)).expanduser()
+    target = registry_path(cfg, data.label_kind, data.input_size)
+    if checkpoint_exists(target):
+        return target
+    if not cfg.get("train_if_missing", True):
+        raise UserError(f"no trained model at {target}; run `python train.py dataset={cfg.dataset.name} "
+                        f"model={cfg.model.name}` first, give checkpoint=PATH, or set train_if_missing=true.")
+    log.warning("no trained model at %s: training it first (%s labels)", target, data.label_kind)
+    print(f"No trained model for {cfg.dataset.name}/{data.label_kind}/{cfg.model.name} at {target}: training it first.")
+    return train(cfg, labels=data.label_kind, output_dir=run_dir / "source_training")
+
+
+def evaluation_device(cfg: DictConfig) -> torch.device:
+    wants_gpu = str(cfg.trainer.accelerator) in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
+def fresh_model_factory(cfg: DictConfig, data, seed: int):
+    """Builds randomly initialised models of the run's architecture, reproducibly from ``seed``."""
+
+    def fresh(offset: int = 0) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + offset)
+            return build_model(cfg, data.num_classes, data.channels)
+
+    return fresh
+
+
+def objective(before: dict[str, float], after: dict[str, float]) -> float:
+    """Lower is better: accuracy left on the forget set plus twice the retained accuracy lost.
+
+    Uses Df-test accuracy (Df-train for random forgetting) and Dr-test accuracy, so that a
+    hyperparameter search (Optuna sweeper) rewards forgetting and penalises collateral damage.
+    """
+    forget = after["forget_test_acc"] if not math.isnan(after["forget_test_acc"]) else after["forget_train_acc"]
+    lost = max(0.0, before["retain_test_acc"] - after["retain_test_acc"])
+    return float(forget + 2.0 * lost)
+
+
+def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The whole unlearning run; returns the results (None on non-zero ranks)."""
+    seed = int(cfg.seed)
+    L.seed_everything(seed, workers=True, verbose=False)
+    method = build_method(cfg)
+    task = build_task(cfg)
+    method.check_task(cfg.task.name)
+    data = build_datamodule(cfg, task)
+    data.setup()
+    source = find_source_checkpoint(cfg, data, run_dir)
+    state, metadata = load_checkpoint(source)
+    expected = {"dataset": cfg.dataset.name, "label_kind": data.label_kind, "num_classes": data.num_classes,
+                "model": cfg.model.name}
+    check_compatible(metadata, expected, source)
+    model = load_into(build_model(cfg, data.num_classes, data.channels), state, source)
+    original = copy.deepcopy(model).eval().requires_grad_(False)
+    fresh = fresh_model_factory(cfg, data, seed)
+    context = MethodContext(
+        make_trainer=partial(make_trainer, cfg, False),
+        fresh_model=fresh,
+        original=original,
+        task=str(cfg.task.name),
+        seed=seed,
+        training=training_settings(cfg.dataset.training, cfg.model.get("training")),
+    )
+    L.seed_everything(seed, workers=True, verbose=False)
+    print(f"Unlearning {data.split.description} of {cfg.dataset.name} with method={cfg.method.name} "
+          f"({len(data.indices('forget'))} forget / {len(data.indices('retain'))} retain samples)")
+    start = time.perf_counter()
+    info = method.unlearn(model, data, context)
+    method_time = time.perf_counter() - start
+    if rank_zero_only.rank != 0:
+        return None
+
+    device = evaluation_device(cfg)
+    start = time.perf_counter()
+    random_logits = teacher_logits(fresh(10_000).to(device), data)
+    before = evaluate(original.to(device), data, random_logits)
+    after = evaluate(model.to(device), data, random_logits)
+    evaluation_time = time.perf_counter() - start
+    print_before_after(before, after, METRIC_NAMES, method_time, evaluation_time)
+
+    save_checkpoint(run_dir / "unlearned", model.cpu(), {
+        **metadata, "unlearned_with": cfg.method.name, "unlearned_from": str(source), "forget": data.split.description,
+    })
+    results = {
+        "status": "complete",
+        "job": "unlearn",
+        "method": str(cfg.method.name),
+        "dataset": str(cfg.dataset.name),
+        "model": str(cfg.model.name),
+        "task": str(cfg.task.name),
+        "forget": data.split.description,
+        "forget_target": str(cfg.task.get("forget", "")) if cfg.task.name != "random" else None,
+        "label_kind": data.label_kind,
+        "seed": seed,
+        "class_names": data.class_names,
+        "n_forget": int(len(data.indices("forget"))),
+        "n_retain": int(len(data.indices("retain"))),
+        "metrics": {"original": before, "unlearned": after},
+        "objective": objective(before, after),
+        "method_time_s": method_time,
+        "evaluation_time_s": evaluation_time,
+        "method_info": info,
+        "source_checkpoint": str(Path(source).resolve()),
+        "source_test_acc": metadata.get("test_acc"),
+        "unlearned_checkpoint": str((run_dir / "unlearned").resolve()),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    atomic_write_json(run_dir / RESULTS_FILE, results)
+    send_to_logger(cfg, results)
+    print(f"results: {run_dir / RESULTS_FILE}")
+    return results
+
+
+def send_to_logger(cfg: DictConfig, results: dict[str, Any]) -> None:
+    logger = build_logger(cfg)
+    if not logger:
+        return
+    metrics = {f"{stage}/{name}": value for stage in ("original", "unlearned")
+               for name, value in results["metrics"][stage].items() if isinstance(value, int | float)}
+    metrics.update(method_time_s=results["method_time_s"], evaluation_time_s=results["evaluation_time_s"],
+                   objective=results["objective"])
+    logger.log_hyperparams({"method": results["method"], "dataset": results["dataset"], "model": results["model"],
+                            "task": results["task"], "forget": results["forget"], "seed": results["seed"],
+                            **{f"method_info/{k}": v for k, v in results["method_info"].items()
+                               if isinstance(v, int | float | str)}})
+    logger.log_metrics(metrics)
+    logger.finalize("success")
+
+
+def unlearn_job(cfg: DictConfig) -> float | None:
+    """unlearn.py's task function; returns the objective for hyperparameter sweepers."""
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.get("resume") and results_complete(run_dir / RESULTS_FILE):
+        previous = json.loads((run_dir / RESULTS_FILE).read_text())
+        print(f"resume: {run_dir / RESULTS_FILE} is complete, skipping this run")
+        return previous.get("objective")
+    results = unlearn(cfg, run_dir)
+    return None if results is None else results["objective"]

@@ -1,0 +1,54 @@
+"""SSD and LFSSD as a configurable method: the Lightning callback run through a Trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from unlearning.data.datamodule import UnlearningDataModule
+from unlearning.errors import UserError
+from unlearning.methods.base import HoldWeights, MethodContext, UnlearningMethod
+from unlearning.methods.ssd import VARIANTS, check_hyperparameters
+from unlearning.methods.ssd_callback import SSDCallback
+
+
+class SSD(UnlearningMethod):
+    """Selective Synaptic Dampening; ``variant="lfssd"`` is the label-free version.
+
+    The importances are computed by :class:`SSDCallback` on every device of the configured
+    strategy; ``trainer=ddp`` spreads them over processes with identical results.
+    """
+
+    name = "ssd"
+
+    def __init__(self, alpha: float = 10.0, lambda_: float = 1.0, variant: str = "ssd", batch_size: int = 64):
+        if variant not in VARIANTS:
+            raise UserError(f"method.variant={variant!r} is unknown; valid: {', '.join(VARIANTS)}.")
+        try:
+            alpha, lambda_ = _number("alpha", alpha), _number("lambda_", lambda_)
+            check_hyperparameters(alpha, lambda_)
+        except ValueError as error:
+            raise UserError(f"{error}. alpha is the selection weighting (paper: 10 for ResNet18, 5/25 for ViT) and "
+                            "lambda_ the dampening constant (paper: 1); both must be > 0.") from None
+        if int(batch_size) < 1:
+            raise UserError(f"method.batch_size must be a positive whole number, got {batch_size!r}.")
+        self.alpha, self.lambda_, self.variant, self.batch_size = alpha, lambda_, variant, int(batch_size)
+        self.name = variant
+        self.uses_labels = variant == "ssd"
+
+    def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
+        callback = SSDCallback(self.alpha, self.lambda_, self.variant, self.batch_size)
+        trainer = context.make_trainer(max_epochs=0, callbacks=[callback], enable_checkpointing=False,
+                                       num_sanity_val_steps=0, limit_val_batches=0)
+        trainer.fit(HoldWeights(model), datamodule=data)
+        return callback.summary
+
+
+def _number(label: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"SSD {label} must be a positive number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"SSD {label} must be a positive number, got {value!r}") from None

@@ -1,0 +1,1 @@
+"""Backbones (ResNet18 for small images, ViT from transformers) and the LightningModule."""

@@ -1,0 +1,78 @@
+"""One LightningModule for any backbone: cross-entropy training with the paper's recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class ImageClassifier(L.LightningModule):
+    """Wraps a backbone ``nn.Module`` that maps images to logits.
+
+    The optimiser is SGD with momentum and weight decay, the schedule a MultiStepLR with an
+    optional linear warm-up epoch (the SSD paper's training recipe); all from YAML.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        milestones: Sequence[int] = (),
+        gamma: float = 0.2,
+        warmup_epochs: int = 0,
+        optimizer: str = "sgd",
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone"])
+        self.model = backbone
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, labels)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        logits = self.model(images)
+        self.val_acc(logits, labels)
+        self.log("val/loss", F.cross_entropy(logits, labels), prog_bar=False, sync_dist=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.optimizer == "adam":
+            optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+            )
+        steps: list = []
+        if hp.warmup_epochs:
+            steps.append(torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=hp.warmup_epochs))
+        steps.append(torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.milestones), gamma=hp.gamma))
+        scheduler = steps[0] if len(steps) == 1 else torch.optim.lr_scheduler.ChainedScheduler(steps, optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def training_settings(dataset_training: Mapping, model_training: Mapping | None) -> dict:
+    """The dataset's schedule, with the model's own settings (e.g. ViT fine-tuning) on top."""
+    merged = dict(dataset_training)
+    merged.update(dict(model_training or {}))
+    return merged

@@ -1,0 +1,16 @@
+"""Train a classifier: `python train.py dataset=cifar20 model=resnet18` (see conf/train.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from unlearning.cli import run_job
+from unlearning.jobs.train import train_job
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run_job(train_job, cfg)
+
+
+if __name__ == "__main__":
+    main()
