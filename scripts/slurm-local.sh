@@ -116,8 +116,9 @@ install_packages() {
     # slurm-wlm depends on munge, but install both explicitly when either is missing.
     log "packages: installing slurm-wlm munge (missing: ${missing[*]}) ..."
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+    local apt_log="$STATE_DIR/apt.log"
+    { apt-get update && apt-get install -y --no-install-recommends slurm-wlm munge; } >"$apt_log" 2>&1 ||
+        { tail -n 30 "$apt_log" >&2; die "apt-get failed (full log: $apt_log)"; }
     sbin slurmctld >/dev/null || die "slurmctld still missing after apt-get install slurm-wlm"
     sbin munged >/dev/null || die "munged still missing after apt-get install munge"
     log "packages: installed ($(sbin slurmctld) -V: $("$(sbin slurmctld)" -V 2>/dev/null || echo '?'))"
@@ -241,9 +242,6 @@ start_slurm_daemon() {
         fi
         return 0
     fi
-    if any_running "$name"; then
-        die "a $name process is running that this script did not start (no live pid in $(pidfile "$name")); stop it first"
-    fi
     rm -f "$(pidfile "$name")"
     log "$name: starting"
     "$(sbin "$name")" >"$STATE_DIR/$name.out" 2>&1 || { show_logs; die "$name failed to start"; }
@@ -282,10 +280,21 @@ wait_idle() {
     die "node $h did not become idle within ${WAIT_S}s (last state: '${state:-none}'); logs above; the daemons are left running for inspection, '$0 stop' stops them"
 }
 
+# Refuse to touch slurm.conf under slurm daemons that this script (with this state dir) did not start.
+check_foreign_slurm() {
+    local name
+    for name in slurmctld slurmd; do
+        if ! our_pid "$name" >/dev/null && any_running "$name"; then
+            die "a $name process is running that was not started with state dir $STATE_DIR (no live pid in $(pidfile "$name")); stop it first (or set SLURM_LOCAL_STATE to the dir it was started with)"
+        fi
+    done
+}
+
 cmd_start() {
     need_root
     local t0=$SECONDS
     mkdir -p "$STATE_DIR"
+    check_foreign_slurm
     install_packages
     setup_munge
     start_munged

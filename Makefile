@@ -1,0 +1,41 @@
+# Everything a new user or CI needs: `make demo`, `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEVICE ?= cpu
+
+.PHONY: install demo test test-all test-slow test-slurm lint bench digits-table clean-outputs
+
+# Creates .venv and installs the package with its dev tools; quick when nothing changed.
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+# Train ResNet18 on the bundled digits if needed, then forget one digit with SSD.
+demo: install
+	$(PY) unlearn.py
+
+# The default suite (about 10 minutes on 2 cores).
+test: install
+	$(PY) -m pytest -q
+
+# Everything CI runs: default suite plus slow, distributed and SLURM tests.
+test-all: install
+	$(PY) -m pytest -q -m "" --durations=15
+
+test-slow: install
+	$(PY) -m pytest -q -m "slow or distributed"
+
+test-slurm: install
+	$(PY) -m pytest -q -m slurm
+
+lint: install
+	$(VENV)/bin/ruff check src tests train.py unlearn.py
+
+bench: install
+	$(PY) -m unlearning.bench --device $(DEVICE)
