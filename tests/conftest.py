@@ -53,6 +53,9 @@ def trained_root(tmp_path_factory) -> Path:
     """
     from unlearning.jobs.train import train
 
+    reuse = os.environ.get("UNLEARNING_TEST_TRAINED_ROOT")
+    if reuse:  # developers: reuse models trained earlier (root/checkpoints/<name>/) instead of retraining
+        return Path(reuse)
     root = tmp_path_factory.mktemp("trained")
     for labels in ("fine", "coarse"):
         cfg = compose_config("train", [f"paths.root_dir={root}", f"labels={labels}", *QUIET])
