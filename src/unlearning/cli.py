@@ -43,11 +43,6 @@ def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         fail(str(error))
     except OmegaConfBaseException as error:
         fail(f"invalid configuration: {str(error).splitlines()[0]}")
-    except ValueError as error:
-        # Raised by the plain-torch core for bad hyperparameters (e.g. alpha <= 0).
-        if "SSD" in str(error) or "alpha" in str(error) or "lambda" in str(error):
-            fail(str(error))
-        raise
 
 
 def fail(message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -12,6 +13,22 @@ from torch import nn
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
+
+
+def instantiate_plain(config: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that lets our own :class:`UserError` through unwrapped.
+
+    Hydra wraps every constructor error in an ``InstantiationException``; a user mistake
+    detected inside a constructor (unknown class name, bad alpha) must reach the entry
+    point as the plain message it is.
+    """
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
 
 
 def image_size(cfg: DictConfig) -> int | None:
@@ -25,14 +42,14 @@ def build_task(cfg: DictConfig) -> ForgettingTask:
     if task_cfg.get("forget", "") is None:
         raise UserError(f"task={cfg.task.name} has no default target on dataset={cfg.dataset.name}; "
                         "set task.forget=NAME (a class name or index).")
-    return instantiate(task_cfg)
+    return instantiate_plain(task_cfg)
 
 
 def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str | None = None) -> UnlearningDataModule:
     dataset = cfg.dataset
     builder_cfg = dataset.builder
     return UnlearningDataModule(
-        builder=lambda: instantiate(builder_cfg),
+        builder=lambda: instantiate_plain(builder_cfg),
         task=task,
         labels=labels or dataset.labels,
         aliases=OmegaConf.to_container(dataset.aliases, resolve=True),
@@ -46,7 +63,7 @@ def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str |
 
 def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> nn.Module:
     """A freshly initialised backbone of the configured architecture."""
-    return instantiate(cfg.model.builder, num_classes=num_classes, in_channels=in_channels)
+    return instantiate_plain(cfg.model.builder, num_classes=num_classes, in_channels=in_channels)
 
 
 def build_logger(cfg: DictConfig):

@@ -93,7 +93,8 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     logits, labels_ = predict(model, data.loader("test"))
     test_acc = accuracy(logits, labels_)
     metadata = model_metadata(cfg, data, test_acc=test_acc, best_epoch=best.epoch, epochs=int(settings["epochs"]),
-                              train_time_s=train_time, config=OmegaConf.to_container(cfg, resolve=False))
+                              train_time_s=train_time, config={k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
+                                      for k in cfg if k != "hydra"})
     log.info("test accuracy %.2f%% (best epoch %d), %.1f s of training", test_acc, best.epoch, train_time)
     if output_dir is not None:
         save_checkpoint(Path(output_dir) / "model", model, metadata)

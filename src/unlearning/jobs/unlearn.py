@@ -13,14 +13,21 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from unlearning.evaluation.evaluate import METRIC_NAMES, evaluate, teacher_logits
 from unlearning.io import atomic_write_json
-from unlearning.jobs.builders import build_datamodule, build_logger, build_model, build_task, make_trainer
+from unlearning.jobs.builders import (
+    build_datamodule,
+    build_logger,
+    build_model,
+    build_task,
+    instantiate_plain,
+    make_trainer,
+)
 from unlearning.jobs.report_table import print_before_after
 from unlearning.jobs.train import registry_path, train
 from unlearning.methods.base import MethodContext, UnlearningMethod
@@ -38,12 +45,10 @@ def build_method(cfg: DictConfig) -> UnlearningMethod:
     options = OmegaConf.to_container(cfg.method, resolve=True)
     options.pop("name", None)
     try:
-        return instantiate(options, _convert_="all")
-    except Exception as error:  # Hydra wraps the constructor's own error
+        return instantiate_plain(options, _convert_="all")
+    except InstantiationException as error:  # e.g. an argument the method does not take
         cause = error.__cause__ or error
-        if isinstance(cause, UserError | ValueError | TypeError):
-            raise UserError(f"method={cfg.method.get('name')}: {cause}") from None
-        raise
+        raise UserError(f"method={cfg.method.get('name')}: {cause}") from None
 
 
 def results_complete(path: Path) -> bool:
@@ -163,12 +168,18 @@ def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         "source_checkpoint": str(Path(source).resolve()),
         "source_test_acc": metadata.get("test_acc"),
         "unlearned_checkpoint": str((run_dir / "unlearned").resolve()),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": config_record(cfg),
     }
     atomic_write_json(run_dir / RESULTS_FILE, results)
     send_to_logger(cfg, results)
     print(f"results: {run_dir / RESULTS_FILE}")
     return results
+
+
+def config_record(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config, resolved, without Hydra's own section (kept in .hydra/ of the run)."""
+    return {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+            for key in cfg if key != "hydra"}
 
 
 def send_to_logger(cfg: DictConfig, results: dict[str, Any]) -> None:
