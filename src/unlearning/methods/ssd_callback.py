@@ -97,6 +97,7 @@ class SSDCallback(L.Callback):
         full_time = time.perf_counter() - start
         self.forget = self._importance(trainer, model, "forget")
         forget_time = time.perf_counter() - start - full_time
+        self.alpha = self.select_alpha(trainer, self.full, self.forget)
         changed = dampen(model, self.full, self.forget, self.alpha, self.lambda_)
         total = sum(p.numel() for p in model.parameters())
         self.summary = {
@@ -111,6 +112,11 @@ class SSDCallback(L.Callback):
             "importance_full_time_s": full_time,
             "importance_forget_time_s": forget_time,
         }
+
+    def select_alpha(self, trainer: L.Trainer, full: dict[str, torch.Tensor],
+                     forget: dict[str, torch.Tensor]) -> float:
+        """The selection weighting to dampen with: the configured alpha (ASSD overrides this)."""
+        return self.alpha
 
     def _importance(self, trainer: L.Trainer, model: torch.nn.Module, split: str) -> dict[str, torch.Tensor]:
         if self.cache is not None:
