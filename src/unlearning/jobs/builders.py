@@ -6,10 +6,12 @@ from typing import Any
 
 import lightning as L
 from hydra.errors import InstantiationException
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from unlearning.cache import TensorCache, shared_cache
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
@@ -58,7 +60,24 @@ def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str |
         batch_size=dataset.batch_size,
         eval_batch_size=dataset.eval_batch_size,
         num_workers=dataset.num_workers,
+        pin_memory=uses_gpu(cfg),  # page-locked batches: asynchronous host-to-GPU copies
     )
+
+
+def uses_gpu(cfg: DictConfig) -> bool:
+    """True when the run's trainer will put the model on a CUDA GPU."""
+    return str(cfg.trainer.get("accelerator", "cpu")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def build_cache(cfg: DictConfig) -> TensorCache | None:
+    """The process-wide tensor cache under ``paths.cache_dir``; None with ``cache=false``.
+
+    Entries beyond ``cache_max_gb`` on disk are deleted, least recently used first.
+    """
+    if not cfg.get("cache", True):
+        return None
+    limit = cfg.get("cache_max_gb", 20)
+    return shared_cache(str(cfg.paths.cache_dir), disk_bytes=None if limit is None else int(float(limit) * 2**30))
 
 
 def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> nn.Module:

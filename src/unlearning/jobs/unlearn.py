@@ -21,6 +21,7 @@ from torch import nn
 from unlearning.evaluation.evaluate import METRIC_NAMES, evaluate, teacher_logits
 from unlearning.io import atomic_write_json
 from unlearning.jobs.builders import (
+    build_cache,
     build_datamodule,
     build_logger,
     build_model,
@@ -118,6 +119,8 @@ def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     model = load_into(build_model(cfg, data.num_classes, data.channels), state, source)
     original = copy.deepcopy(model).eval().requires_grad_(False)
     fresh = fresh_model_factory(cfg, data, seed)
+    cache = build_cache(cfg)
+    cache_before = cache.stats.as_dict() if cache is not None else {}
     context = MethodContext(
         make_trainer=partial(make_trainer, cfg, False),
         fresh_model=fresh,
@@ -125,6 +128,7 @@ def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         task=str(cfg.task.name),
         seed=seed,
         training=training_settings(cfg.dataset.training, cfg.model.get("training")),
+        cache=cache,
     )
     L.seed_everything(seed, workers=True, verbose=False)
     print(f"Unlearning {data.split.description} of {cfg.dataset.name} with method={cfg.method.name} "
@@ -137,8 +141,9 @@ def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
 
     device = evaluation_device(cfg)
     start = time.perf_counter()
-    random_logits = teacher_logits(fresh(10_000).to(device), data)
-    before = evaluate(original.to(device), data, random_logits)
+    # The teacher and the original model recur in every run of a sweep: their logits are cached.
+    random_logits = teacher_logits(fresh(10_000).to(device), data, cache)
+    before = evaluate(original.to(device), data, random_logits, cache)
     after = evaluate(model.to(device), data, random_logits)
     evaluation_time = time.perf_counter() - start
     print_before_after(before, after, METRIC_NAMES, method_time, evaluation_time)
@@ -165,6 +170,10 @@ def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         "method_time_s": method_time,
         "evaluation_time_s": evaluation_time,
         "method_info": info,
+        "cache": None if cache is None else {
+            "directory": str(cache.directory),
+            **{k: v - cache_before.get(k, 0) for k, v in cache.stats.as_dict().items()},
+        },
         "source_checkpoint": str(Path(source).resolve()),
         "source_test_acc": metadata.get("test_acc"),
         "unlearned_checkpoint": str((run_dir / "unlearned").resolve()),

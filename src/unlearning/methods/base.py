@@ -24,7 +24,9 @@ class MethodContext:
     strategy and logger (keyword arguments override, e.g. ``max_epochs``);
     ``fresh_model`` builds a randomly initialised model of the same architecture;
     ``original`` is a frozen copy of the model before unlearning; ``training`` is the
-    dataset's training schedule (retrain uses it).
+    dataset's training schedule (retrain uses it); ``cache`` is the run's
+    :class:`~unlearning.cache.TensorCache` (None when ``cache=false``), where methods keep
+    what a sweep can reuse (SSD: importances).
     """
 
     make_trainer: Callable[..., L.Trainer]
@@ -33,6 +35,7 @@ class MethodContext:
     task: str
     seed: int = 0
     training: dict[str, Any] = field(default_factory=dict)
+    cache: Any = None
 
 
 class UnlearningMethod(ABC):

@@ -6,6 +6,12 @@ unwrapped model, and the sums and batch counts are summed across ranks with the 
 collective in one flat tensor. Dividing by the global batch count then gives exactly the
 single-device importances, whatever the number of devices (up to float summation order).
 Every rank then dampens identically, so the replicas stay in sync.
+
+With a :class:`~unlearning.cache.TensorCache`, each importance is looked up first under a
+digest of exactly its inputs (:func:`importance_parts`). Under DDP, rank 0 alone decides:
+it looks the entry up and tells the other ranks whether it found it; on a hit it sends
+them its tensors (so every rank dampens with the same numbers even if another job is
+writing the cache at that moment), on a miss all ranks compute and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -18,7 +24,32 @@ import lightning as L
 import torch
 from torch.utils.data import Sampler
 
+from unlearning.fingerprint import dataset_digest, split_digest, weights_digest
 from unlearning.methods.ssd import accumulate_importances, check_hyperparameters, dampen, zero_importances
+
+#: Bump when the importance computation changes in a way that changes its numbers.
+IMPORTANCE_VERSION = "ssd-importance-1"
+
+
+def importance_parts(weights: str, data: Any, split: str, variant: str, batch_size: int,
+                     autocast: torch.dtype | None = None, channels_last: bool = False) -> dict[str, Any] | None:
+    """Everything an importance depends on, as a cache description; None when the data has no digest.
+
+    The weights, the images and transform, the indices of ``split`` in loader order (their
+    labels too for SSD; LFSSD uses none), the batch size, the variant and the numeric
+    options. D's importance thus never depends on the forget set, and one entry serves
+    every forget target of a model. The device count and type are left out on purpose:
+    they change the numbers only by float rounding.
+    """
+    dataset = dataset_digest(data)
+    if dataset is None:
+        return None
+    return {
+        "kind": "importance", "version": IMPORTANCE_VERSION, "weights": weights, "dataset": dataset,
+        "split": split_digest(data, split, with_labels=variant == "ssd"), "variant": variant,
+        "batch_size": int(batch_size), "autocast": str(autocast) if autocast else None,
+        "channels_last": bool(channels_last),
+    }
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
@@ -70,10 +101,15 @@ class SSDCallback(L.Callback):
         variant: str = "ssd",
         batch_size: int = 64,
         importance_cache: Any = None,
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
     ):
         check_hyperparameters(alpha, lambda_)
         self.alpha, self.lambda_, self.variant, self.batch_size = alpha, lambda_, variant, int(batch_size)
         self.cache = importance_cache
+        self.autocast_dtype, self.channels_last = autocast_dtype, bool(channels_last)
+        self.cache_use: dict[str, str] = {}
+        self._weights: str | None = None
         self.summary: dict[str, Any] = {}
         self.full: dict[str, torch.Tensor] | None = None
         self.forget: dict[str, torch.Tensor] | None = None
@@ -83,7 +119,8 @@ class SSDCallback(L.Callback):
         data = trainer.datamodule
         sampler = ShardedBatchSampler(len(data.indices(split)), self.batch_size, trainer.global_rank, trainer.world_size)
         loader = data.loader(split, batch_sampler=sampler)
-        sums, count = accumulate_importances(model, loader, self.variant, zero_importances(model))
+        sums, count = accumulate_importances(model, loader, self.variant, zero_importances(model),
+                                             self.autocast_dtype, self.channels_last)
         flat = trainer.strategy.reduce(_flatten(sums, count), reduce_op="sum")
         total, batches = _unflatten(flat, sums)
         if batches == 0:
@@ -93,6 +130,7 @@ class SSDCallback(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
         start = time.perf_counter()
+        self.cache_use, self._weights = {}, None
         self.full = self._importance(trainer, model, "full")
         full_time = time.perf_counter() - start
         self.forget = self._importance(trainer, model, "forget")
@@ -111,6 +149,9 @@ class SSDCallback(L.Callback):
             "fraction_changed": changed / max(total, 1),
             "importance_full_time_s": full_time,
             "importance_forget_time_s": forget_time,
+            "autocast": str(self.autocast_dtype).removeprefix("torch.") if self.autocast_dtype else None,
+            "channels_last": self.channels_last,
+            "importance_cache": dict(self.cache_use) if self.cache is not None else "off",
         }
 
     def select_alpha(self, trainer: L.Trainer, full: dict[str, torch.Tensor],
@@ -119,9 +160,38 @@ class SSDCallback(L.Callback):
         return self.alpha
 
     def _importance(self, trainer: L.Trainer, model: torch.nn.Module, split: str) -> dict[str, torch.Tensor]:
-        if self.cache is not None:
-            return self.cache.get_or_compute(
-                model, trainer.datamodule, split, self.variant, self.batch_size,
-                lambda: self.importances_on_all_ranks(trainer, model, split),
-            )
-        return self.importances_on_all_ranks(trainer, model, split)
+        """The importance of ``split``: from the cache when it holds it, else computed (and stored)."""
+        compute = lambda: self.importances_on_all_ranks(trainer, model, split)  # noqa: E731
+        if self.cache is None:
+            return compute()
+        zero = trainer.is_global_zero
+        parts = None
+        if zero:
+            if self._weights is None:
+                self._weights = weights_digest(model)
+            parts = importance_parts(self._weights, trainer.datamodule, split, self.variant, self.batch_size,
+                                     self.autocast_dtype, self.channels_last)
+        found = self.cache.get(parts) if parts is not None else None
+        if trainer.world_size > 1:
+            if trainer.strategy.broadcast(found is not None, src=0):
+                found = self._from_rank_zero(trainer, model, found)
+        if found is not None:
+            self.cache_use[split] = "hit"
+            device = next(model.parameters()).device
+            return {name: value.to(device) for name, value in found.items()}
+        value = compute()
+        self.cache_use[split] = "computed" if parts is not None else "computed (data cannot be fingerprinted)"
+        if zero and parts is not None:
+            self.cache.put(parts, value)
+        return value
+
+    @staticmethod
+    def _from_rank_zero(trainer: L.Trainer, model: torch.nn.Module,
+                        found: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        """Rank 0's cached tensors on every rank: a sum where all other ranks add zeros is exact."""
+        like = zero_importances(model)
+        device = next(iter(like.values())).device
+        source = {name: found[name].to(device) for name in like} if found is not None else like
+        flat = trainer.strategy.reduce(_flatten(source, 0), reduce_op="sum")
+        values, _ = _unflatten(flat, like)
+        return {name: value.clone() for name, value in values.items()}
