@@ -9,7 +9,7 @@ dataset (tiny CIFAR files in torchvision's format, digits, a generated image fol
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from PIL import Image
@@ -27,7 +27,7 @@ PAPER_ALPHA = {"resnet18": {"fullclass": 10.0, "subclass": 10.0, "random": 10.0}
                "vit": {"fullclass": 5.0, "subclass": 25.0, "random": 5.0}}
 
 
-@lru_cache(maxsize=None)
+@cache
 def sweep_axes(name: str) -> dict[str, list[str]]:
     cfg = compose_config("unlearn", [f"experiment={name}"])
     return {key: [v.strip() for v in str(value).split(",")] for key, value in cfg.hydra.sweeper.params.items()}

@@ -154,9 +154,9 @@ def time_figure(runs: pd.DataFrame, path: Path, title: str) -> Path | None:
     fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(stats) + 1.6))
     y = np.arange(len(stats))[::-1]
     ax.barh(y, means, xerr=errors, color="tab:blue", alpha=0.85, capsize=3)
-    for pos, mean, count in zip(y, stats["mean"], stats["count"], strict=True):
+    for pos, mean, top, count in zip(y, stats["mean"], means + errors, stats["count"], strict=True):
         text = f"{mean:.3g} s" if mean >= floor else "< 1 ms"
-        ax.text(max(mean, floor) * 1.15, pos, f"{text} (n={count})", va="center", fontsize=8)
+        ax.text(top * 1.25, pos, f"{text} (n={count})", va="center", fontsize=8)
     ax.set_yticks(y, stats.index, fontsize=8)
     ax.set_xscale("log")
     ax.set_xlim(floor / 2, float(means.max()) * 20)
