@@ -1,0 +1,275 @@
+"""Find every run under the given folders: complete results, and the runs that are missing.
+
+A run is a folder that holds a ``results.json`` (unlearn.py writes it last, atomically) or a
+Hydra ``.hydra/`` record. A run whose ``results.json`` is absent, unreadable or not
+``complete`` is *missing*: the report lists it (with the error its log ends on) instead of
+failing, so that a partial sweep can be read while it runs or after some jobs failed. For a
+Hydra multirun folder (``multirun.yaml``) made by the basic sweeper, the jobs the sweep
+would launch are recomputed from its overrides, so jobs that never started are listed too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from unlearning.errors import UserError
+
+RESULTS_FILE = "results.json"
+METRICS = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
+#: Method config keys that are not hyperparameters.
+NOT_PARAMS = ("_target_", "name")
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A run without complete results: where it is (or would be), its overrides, and why."""
+
+    where: Path
+    overrides: tuple[str, ...]
+    reason: str
+
+
+@dataclass
+class Collection:
+    """Complete runs (``results.json`` records with ``run_dir`` added) and missing ones."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[Missing] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        return runs_frame(self.runs)
+
+
+def natural_key(path: Path) -> list:
+    """Sort ``…/9`` before ``…/10`` (Hydra numbers the jobs of a sweep)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def collect(paths: Sequence[str | Path]) -> Collection:
+    """Every complete run and every missing run under ``paths`` (folders or results.json files)."""
+    roots = [Path(p).expanduser() for p in paths]
+    for root in roots:
+        if not root.exists():
+            raise UserError(f"{root} does not exist. Give the folder of a run or a multirun "
+                            "(e.g. outputs/multirun/unlearn/<experiment>/<time>) or a results.json file.")
+    run_dirs: set[Path] = set()
+    sweeps: set[Path] = set()
+    for root in roots:
+        if root.is_file():
+            run_dirs.add(root.resolve().parent)
+            continue
+        run_dirs.update(p.parent.resolve() for p in root.rglob(RESULTS_FILE))
+        run_dirs.update(p.parent.resolve() for p in root.rglob(".hydra") if (p / "config.yaml").is_file())
+        sweeps.update(p.parent.resolve() for p in root.rglob("multirun.yaml"))
+    collection = Collection()
+    found_overrides: dict[Path, set[frozenset[str]]] = {sweep: set() for sweep in sweeps}
+    for run_dir in sorted(run_dirs, key=natural_key):
+        overrides = read_overrides(run_dir)
+        for sweep in sweeps:
+            if sweep in run_dir.parents:
+                found_overrides[sweep].add(frozenset(overrides))
+        results, problem = read_results(run_dir / RESULTS_FILE)
+        if results is not None:
+            collection.runs.append({**results, "run_dir": str(run_dir)})
+        elif job_of(run_dir) in (None, "unlearn"):  # train.py's runs are not unlearning runs
+            collection.missing.append(Missing(run_dir, tuple(overrides), explain(run_dir, problem)))
+    for sweep in sorted(sweeps, key=natural_key):
+        for job in expected_jobs(sweep) or []:
+            if frozenset(job) not in found_overrides[sweep]:
+                collection.missing.append(Missing(sweep, tuple(job), "not started (no run folder yet)"))
+    return collection
+
+
+def read_results(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(results, "") for a complete results.json, else (None, what is wrong with it)."""
+    if not path.is_file():
+        return None, "no results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return None, f"unreadable results.json ({error})"
+    if not isinstance(results, dict) or results.get("status") != "complete":
+        status = results.get("status") if isinstance(results, dict) else None
+        return None, f"results.json has status {status!r}, not 'complete'"
+    return results, ""
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    return [str(o) for o in overrides] if isinstance(overrides, list) else []
+
+
+def job_of(run_dir: Path) -> str | None:
+    config = read_yaml(run_dir / ".hydra" / "config.yaml")
+    return config.get("job") if isinstance(config, dict) else None
+
+
+def explain(run_dir: Path, problem: str) -> str:
+    """``problem``, plus the last error its Hydra log recorded (failed vs still running)."""
+    errors = [line.strip() for log in sorted(run_dir.glob("*.log")) for line in read_lines(log)
+              if "ERROR" in line or "Error" in line]
+    return f"{problem}; log: {errors[-1][:200]}" if errors else f"{problem} (still running, killed or failed)"
+
+
+def read_lines(path: Path) -> Iterable[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """The override lists of every job a basic-sweeper multirun launches (None if unknown).
+
+    Recomputed the way Hydra's BasicSweeper does it: ``hydra.sweeper.params`` followed by the
+    command-line overrides, later keys replacing earlier ones, then the cartesian product.
+    Other sweepers (Optuna) choose their jobs as they go, so nothing is expected of them.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    config = read_yaml(sweep_dir / "multirun.yaml")
+    try:
+        sweeper = config["hydra"]["sweeper"]
+        arguments = list(config["hydra"]["overrides"]["task"] or [])
+    except (KeyError, TypeError):
+        return None
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    try:
+        parsed = OverridesParser.create().parse_overrides([*params, *arguments])
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except Exception:  # an override this version cannot parse: do not guess
+        return None
+    return [list(job) for batch in batches for job in batch]
+
+
+# ---------------------------------------------------------------------------- frame
+def forget_label(results: dict[str, Any]) -> str:
+    """What was forgotten, as the table shows it (the random subset's seed is a seed, not a row)."""
+    if results.get("task") == "random":
+        return f"{results.get('n_forget')} random"
+    return str(results.get("forget_target") or results.get("forget"))
+
+
+def method_params(results: dict[str, Any]) -> dict[str, Any]:
+    """The method's hyperparameters from the recorded config, flattened (``noise_steps.fullclass``)."""
+    method = ((results.get("config") or {}).get("method") or {})
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}{key}.", item)
+        else:
+            flat[prefix[:-1]] = value
+
+    walk("", {k: v for k, v in method.items() if k not in NOT_PARAMS})
+    return flat
+
+
+def group_name(results: dict[str, Any]) -> str:
+    """The table a run belongs to: ``<experiment>-<model>``, or ``<dataset>-<labels>-<task>-<model>``
+    for runs launched without ``experiment=``."""
+    experiment = results.get("experiment")
+    if not experiment:
+        experiment = f"{results.get('dataset')}-{results.get('label_kind')}-{results.get('task')}"
+    return f"{experiment}-{results.get('model')}"
+
+
+def runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per complete run: identity, unlearned metrics, ``original_*`` metrics, ``param.*``."""
+    rows = []
+    for order, results in enumerate(runs):
+        metrics = results.get("metrics") or {}
+        row = {
+            "order": order,
+            "group": group_name(results),
+            "experiment": results.get("experiment"),
+            "dataset": results.get("dataset"),
+            "label_kind": results.get("label_kind"),
+            "model": results.get("model"),
+            "task": results.get("task"),
+            "method": results.get("method"),
+            "forget": forget_label(results),
+            "seed": results.get("seed"),
+            "n_forget": results.get("n_forget"),
+            "objective": results.get("objective"),
+            "method_time_s": results.get("method_time_s"),
+            "evaluation_time_s": results.get("evaluation_time_s"),
+            "run_dir": results.get("run_dir"),
+        }
+        for name in METRICS:
+            row[name] = (metrics.get("unlearned") or {}).get(name)
+            row[f"original_{name}"] = (metrics.get("original") or {}).get(name)
+        row.update({f"param.{k}": v for k, v in method_params(results).items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["setting"] = settings(frame)
+    return frame
+
+
+def settings(frame: pd.DataFrame) -> pd.Series:
+    """Per run, the method hyperparameters that vary among that method's runs in its table."""
+    params = [c for c in frame.columns if c.startswith("param.")]
+    setting = pd.Series("", index=frame.index, dtype=object)
+    for _, runs in frame.groupby(["group", "method"], sort=False):
+        varying = [c for c in params if runs[c].map(comparable).nunique() > 1]
+        for index, run in runs.iterrows():
+            setting[index] = ", ".join(f"{c[len('param.'):]}={fmt_value(run[c])}" for c in varying)
+    return setting
+
+
+def comparable(value: Any) -> str:
+    """A hashable form in which 1 and 1.0 (a sweep's ``alpha=1`` and a default 1.0) are equal."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(float(value))
+    return repr(value)
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- re-launching
+def sweep_of(path: Path) -> Path | None:
+    """The multirun folder that ``path`` is (or lies in), if any."""
+    for folder in (path, *path.parents):
+        if (folder / "multirun.yaml").is_file():
+            return folder
+    return None
+
+
+def relaunch_command(sweep_dir: Path) -> str | None:
+    """The command that fills in a partial basic sweep: the same overrides, same folder, resume=true.
+
+    Job numbers follow the overrides, so each job lands in its old folder, and ``resume=true``
+    skips those whose results.json is complete.
+    """
+    import shlex
+
+    config = read_yaml(sweep_dir / "multirun.yaml")
+    try:
+        arguments = [str(a) for a in config["hydra"]["overrides"]["task"] or [] if not str(a).startswith("resume=")]
+    except (KeyError, TypeError):
+        return None
+    return shlex.join(["python", "unlearn.py", "-m", *arguments, f"hydra.sweep.dir={sweep_dir}", "resume=true"])

@@ -1,0 +1,122 @@
+"""Tables like the SSD paper's: rows method x forget target, mean ± std over seeds.
+
+Columns: Dr-test accuracy, Df-test accuracy (Df-train for random forgetting, which has no
+Df-test), membership inference (% of Df the attack calls members), ZRF and the method's own
+wall time (evaluation excluded). When a table has no ``baseline`` runs, an ``original`` row
+per forget target shows the model before unlearning, so every table has its reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: The paper's order of methods; others follow in the order they were run.
+METHOD_ORDER = ("original", "baseline", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub",
+                "salun", "jit", "ssd", "lfssd", "assd")
+#: (column in the runs frame, header, scale, decimals)
+COLUMNS = (
+    ("retain_test_acc", "Dr-test %", 1.0, 2),
+    ("forget_test_acc", "Df-test %", 1.0, 2),
+    ("mia", "MIA %", 100.0, 2),
+    ("zrf", "ZRF", 1.0, 3),
+    ("method_time_s", "time s", 1.0, 3),
+)
+KEYS = ["forget", "method", "setting"]
+
+
+def columns_for(runs: pd.DataFrame) -> list[tuple[str, str, float, int]]:
+    """The table's columns; random forgetting shows Df-train accuracy in place of Df-test."""
+    if runs["forget_test_acc"].isna().all():
+        return [("forget_train_acc", "Df-train %", 1.0, 2) if c[0] == "forget_test_acc" else c for c in COLUMNS]
+    return list(COLUMNS)
+
+
+def original_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """The model before unlearning, once per (forget target, seed), as method ``original``."""
+    first = runs.drop_duplicates(["forget", "seed"]).copy()
+    for column in [c for c in runs.columns if c.startswith("original_")]:
+        first[column[len("original_"):]] = first[column]
+    first["method"], first["setting"], first["method_time_s"] = "original", "", np.nan
+    return first
+
+
+def ordered(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the paper's order: forget targets as swept, then methods, then settings as run."""
+    first_seen = {key: runs.groupby(key, sort=False)["order"].min() for key in ("forget", "setting")}
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    method_rank = runs["method"].map(lambda m: rank.get(m, len(rank)))
+    return runs.assign(
+        _forget=runs["forget"].map(first_seen["forget"]), _method=method_rank,
+        _setting=runs["setting"].map(first_seen["setting"]),
+    ).sort_values(["_forget", "_method", "_setting", "order"], kind="stable")
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (forget, method, setting): ``runs`` (seeds) and ``<column>_mean``/``_std``."""
+    if not (runs["method"] == "baseline").any():
+        runs = pd.concat([original_rows(runs), runs], ignore_index=True)
+    runs = ordered(runs)
+    columns = columns_for(runs)
+    rows = []
+    for key, chunk in runs.groupby(KEYS, sort=False):
+        row = dict(zip(KEYS, key, strict=True))
+        row["runs"] = len(chunk)
+        row["seeds"] = " ".join(str(s) for s in sorted(chunk["seed"].dropna().astype(int).unique()))
+        for column, _, scale, _ in columns:
+            values = pd.to_numeric(chunk[column], errors="coerce") * scale
+            row[f"{column}_mean"] = values.mean()
+            row[f"{column}_std"] = values.std(ddof=1) if values.count() > 1 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_std(mean: float, std: float, decimals: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    text = f"{mean:.{decimals}f}"
+    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+        text += f" ± {std:.{decimals}f}"
+    return text
+
+
+def markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """The summary as a Markdown table (``setting`` only when some method's settings vary)."""
+    columns = columns_for(runs)
+    show_setting = bool((summary["setting"] != "").any())
+    headers = ["forget", "method", *(["setting"] if show_setting else []), "runs",
+               *(header for _, header, _, _ in columns)]
+    lines = []
+    for _, row in summary.iterrows():
+        cells = [str(row["forget"]), str(row["method"]), *([str(row["setting"])] if show_setting else []),
+                 str(row["runs"])]
+        cells += [mean_std(row[f"{c}_mean"], row[f"{c}_std"], d) for c, _, _, d in columns]
+        lines.append(cells)
+    return render(headers, lines, right=len(headers) - len(columns) - 1)
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right: int) -> str:
+    """A GitHub Markdown table; columns from index ``right`` on are right-aligned."""
+    cells = [list(headers), *[[c.replace("|", "\\|") for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if i >= right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(row, widths, strict=True))) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i >= right else ("-" * (w + 2))
+                          for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def caption(runs: pd.DataFrame) -> str:
+    first = runs.iloc[0]
+    df = "Df-train" if runs["forget_test_acc"].isna().all() else "Df-test"
+    seeds = sorted(runs["seed"].dropna().astype(int).unique())
+    return (f"{first['dataset']} ({first['label_kind']} labels), {first['model']}, task {first['task']}: "
+            f"mean ± std over seeds {', '.join(map(str, seeds))} (runs = seeds per row). Dr-test and {df}: "
+            "accuracy %; MIA: % of Df the membership attack calls members; ZRF: 1 = like a random model; "
+            "time: the method alone, evaluation excluded.")

@@ -1,0 +1,147 @@
+"""Experiment configs (the SSD paper's tables as sweeps) and the Optuna search compose and resolve.
+
+Each experiment is composed with Hydra's compose API for every model and method it sweeps
+(methods whose conf/method/NAME.yaml is not there yet are skipped), SSD's alpha and lambda
+are checked against the paper's, and every forget target is turned into a real split of its
+dataset (tiny CIFAR files in torchvision's format, digits, a generated image folder).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import pytest
+from PIL import Image
+
+from tests.conftest import CONF, compose_config
+from tests.fixtures.cifar_files import trust_generated_files, write_cifar10, write_cifar100
+from unlearning.jobs.builders import build_datamodule, build_task
+from unlearning.jobs.unlearn import objective
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+PAPER_TABLES = ("cifar100_fullclass", "cifar20_fullclass", "cifar20_subclass", "cifar10_random", "pins_fullclass")
+PAPER_METHODS = {"baseline", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "ssd"}
+#: The SSD paper's alpha per model and task (lambda 1), and PinsFaceRecognition's alpha 50, lambda 0.1.
+PAPER_ALPHA = {"resnet18": {"fullclass": 10.0, "subclass": 10.0, "random": 10.0},
+               "vit": {"fullclass": 5.0, "subclass": 25.0, "random": 5.0}}
+
+
+@cache
+def sweep_axes(name: str) -> dict[str, list[str]]:
+    cfg = compose_config("unlearn", [f"experiment={name}"])
+    return {key: [v.strip() for v in str(value).split(",")] for key, value in cfg.hydra.sweeper.params.items()}
+
+
+def test_every_paper_table_has_a_digits_version():
+    for table in PAPER_TABLES:
+        assert table in EXPERIMENTS
+    digits = [e for e in EXPERIMENTS if e.startswith("digits_")]
+    assert len(digits) >= len(PAPER_TABLES)
+    assert {"digits_fullclass", "digits_subclass", "digits_random"} <= set(digits)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_sweeps_models_methods_targets_and_seeds(name):
+    axes = sweep_axes(name)
+    assert len(axes["seed"]) >= 3, "seeds are a sweep axis: mean and std need several"
+    assert "ssd" in axes["method"] and "baseline" in axes["method"]
+    assert PAPER_METHODS - {"unsir"} <= set(axes["method"])
+    cfg = compose_config("unlearn", [f"experiment={name}"])
+    if cfg.task.name == "random":
+        assert "task.forget" not in axes and cfg.task.n_forget == 100
+        assert "unsir" not in axes["method"], "UNSIR has no class to learn noise for in random forgetting"
+    else:
+        assert len(axes["task.forget"]) >= 3
+    expected_models = {"resnet18"} if name.startswith("digits_") else {"resnet18", "vit"}
+    assert set(axes["model"]) == expected_models
+    assert name in str(cfg.hydra.sweep.dir), "each experiment's multirun gets its own folder"
+
+
+def experiment_methods() -> list[tuple[str, str]]:
+    return [(name, method) for name in EXPERIMENTS for method in sweep_axes(name)["method"]]
+
+
+@pytest.mark.parametrize("name,method", experiment_methods())
+def test_experiment_composes_for_each_model_and_method(name, method):
+    if not (CONF / "method" / f"{method}.yaml").is_file():
+        pytest.skip(f"conf/method/{method}.yaml is not there yet")
+    axes = sweep_axes(name)
+    target = [f"task.forget={axes['task.forget'][0]}"] if "task.forget" in axes else []
+    for model in axes["model"]:
+        cfg = compose_config("unlearn", [f"experiment={name}", f"model={model}", f"method={method}", *target])
+        for group in ("dataset", "model", "task", "method", "trainer", "paths"):
+            assert cfg[group] is not None
+        resolved = {k: v for k, v in cfg.method.items()}  # resolves every interpolation
+        assert resolved["name"] == method and cfg.model.name == model
+        if method in ("ssd", "lfssd"):
+            pins = "pins" in name
+            assert cfg.method.alpha == (50.0 if pins else PAPER_ALPHA[model][cfg.task.name])
+            assert cfg.method.lambda_ == (0.1 if pins else 1.0)
+
+
+@pytest.fixture()
+def data_roots(tmp_path, monkeypatch):
+    """CIFAR-10 (110 train images, enough for 100 random) and CIFAR-100 files, and a 41-class image folder."""
+    root = tmp_path / "data"
+    write_cifar10(root, per_class_train=11, per_class_test=1)
+    write_cifar100(root, per_class_train=2, per_class_test=1)
+    trust_generated_files(monkeypatch, root)
+    faces = root / "105_classes_pins_dataset"
+    for k in range(41):
+        (faces / f"pins_person_{k:02d}").mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (6, 6), (5 * k, 40 * i, 90)).save(faces / f"pins_person_{k:02d}" / f"{i}.jpg")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_forget_target_is_a_real_split(name, data_roots):
+    """Each target of the sweep names a class of its dataset (a typo would fail here, not on a GPU)."""
+    axes = sweep_axes(name)
+    targets = axes.get("task.forget", [None])
+    base = [f"experiment={name}", f"paths.root_dir={data_roots}", "dataset.num_workers=0"]
+    cfg = compose_config("unlearn", base)
+    if "download" in cfg.dataset.builder:
+        base.append("dataset.builder.download=false")
+    data = build_datamodule(compose_config("unlearn", base), task=None)
+    data.setup()  # the dataset once; then each target's split of it, as unlearn.py makes it
+    for target in targets:
+        cfg = compose_config("unlearn", [*base, *([f"task.forget={target}"] if target else [])])
+        task = build_task(cfg)
+        label_kind = task.label_kind(data.bundle, cfg.dataset.labels)
+        split = task.split(data.bundle, label_kind, cfg.dataset.aliases)
+        assert len(split.forget_train) > 0 and len(split.retain_train) > 0
+        if cfg.task.name == "random":
+            assert len(split.forget_train) == 100
+        elif cfg.task.name == "subclass":
+            assert label_kind == "coarse" and split.description.startswith("sub-class")
+        else:
+            labels = data.bundle.labels(label_kind, "train")
+            assert (labels[split.forget_train] == split.target).all() and len(split.forget_test) > 0
+
+
+def test_hparams_search_is_an_optuna_tpe_search_over_alpha_and_lambda():
+    cfg = compose_config("unlearn", ["hparams_search=ssd_optuna"])
+    sweeper = cfg.hydra.sweeper
+    assert "Optuna" in sweeper._target_ and "TPESampler" in sweeper.sampler._target_
+    assert str(sweeper.direction) in ("minimize", "Direction.minimize")
+    assert sweeper.params["method.alpha"].replace(" ", "") == "tag(log,interval(0.1,100))"
+    assert sweeper.params["method.lambda_"].replace(" ", "") == "interval(0.1,5)"
+    assert cfg.method.name == "ssd"
+    lfssd = compose_config("unlearn", ["hparams_search=ssd_optuna", "method=lfssd"])
+    assert lfssd.method.name == "lfssd", "the command line picks the method to search"
+
+
+def test_objective_rewards_forgetting_and_penalises_lost_retain_accuracy():
+    before = {"retain_test_acc": 90.0, "forget_test_acc": 95.0, "forget_train_acc": 99.0, "test_acc": 90.5}
+    forgot = {"retain_test_acc": 88.0, "forget_test_acc": 4.0, "forget_train_acc": 3.0, "test_acc": 80.0}
+    assert objective(before, forgot) == pytest.approx(4.0 + 2 * 2.0)
+    improved = {**forgot, "retain_test_acc": 91.0}
+    assert objective(before, improved) == pytest.approx(4.0), "no bonus for retained accuracy gained"
+    # Random forgetting: no Df-test; the target is Df-train accuracy like unseen data, not 0 %.
+    random_before = {**before, "forget_test_acc": math.nan}
+    like_unseen = {"retain_test_acc": 89.0, "forget_test_acc": math.nan, "forget_train_acc": 88.0, "test_acc": 89.0}
+    erased = {**like_unseen, "forget_train_acc": 0.0}
+    assert objective(random_before, like_unseen) == pytest.approx(1.0 + 2 * 1.0)
+    assert objective(random_before, erased) > objective(random_before, like_unseen)

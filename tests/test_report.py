@@ -1,0 +1,157 @@
+"""``python -m unlearning.report`` on real multiruns of unlearn.py on digits.
+
+The default suite reads a cheap real sweep (method=baseline over two targets and two seeds,
+evaluation only); the slow tests run a 2 x 2 alpha x lambda SSD sweep and a short Optuna
+search through the CLI and read them too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import QUIET, ROOT, run_cli
+from unlearning.jobs.unlearn import objective
+from unlearning.report import main
+
+TABLE = "digits-fine-fullclass-resnet18"
+
+
+def report(*paths: Path, out: Path) -> None:
+    assert main([*map(str, paths), "--out", str(out)]) == 0
+
+
+def results_of(sweep: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), f"{path.name} was not written"
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 300 and image.height > 150
+
+
+@pytest.fixture(scope="module")
+def baseline_sweep(trained_root, tmp_path_factory) -> Path:
+    """4 real runs: the original model evaluated for forget targets 1 and 3, seeds 0 and 1."""
+    sweep = tmp_path_factory.mktemp("baseline") / "sweep"
+    run_cli("unlearn.py", "-m", "method=baseline", "task.forget=1,3", "seed=0,1", *QUIET,
+            f"hydra.sweep.dir={sweep}", root=trained_root, check=True)
+    return sweep
+
+
+def test_report_tables_and_figures(baseline_sweep, tmp_path, capsys):
+    out = tmp_path / "report"
+    report(baseline_sweep, out=out)
+    summary = pd.read_csv(out / f"{TABLE}.csv", dtype={"forget": str})
+    assert list(summary["forget"]) == ["1", "3"] and list(summary["method"]) == ["baseline", "baseline"]
+    assert list(summary["runs"]) == [2, 2] and list(summary["seeds"]) == ["0 1", "0 1"]
+    runs = results_of(baseline_sweep)
+    for _, row in summary.iterrows():
+        mine = [r for r in runs if r["forget_target"] == row["forget"]]
+        for metric, scale in (("retain_test_acc", 1), ("forget_test_acc", 1), ("mia", 100), ("zrf", 1)):
+            values = np.array([r["metrics"]["unlearned"][metric] for r in mine]) * scale
+            assert row[f"{metric}_mean"] == pytest.approx(values.mean())
+            assert row[f"{metric}_std"] == pytest.approx(values.std(ddof=1), abs=1e-9)
+    table = (out / f"{TABLE}.md").read_text()
+    assert "| forget | method" in table and "Dr-test %" in table and "MIA %" in table
+    assert len([line for line in table.splitlines() if line.startswith("| 1 ") or line.startswith("| 3 ")]) == 2
+    assert "±" in table
+    for name in ("method_time", "per_class_1", "per_class_3"):
+        assert_png(out / "figures" / f"{TABLE}_{name}.png")
+        assert f"figures/{TABLE}_{name}.png" in (out / "report.md").read_text()
+    assert len(pd.read_csv(out / "runs.csv")) == 4
+    assert not (out / "missing.csv").exists()
+    assert "4 runs, 1 table(s), 3 figure(s)" in capsys.readouterr().out
+
+
+def test_partial_sweep_lists_missing_runs(baseline_sweep, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(baseline_sweep, sweep)
+    (sweep / "1" / "results.json").unlink()  # a failed or killed run: its folder, no results
+    shutil.rmtree(sweep / "3")               # a job that never started
+    report(sweep, out=tmp_path / "report")
+    summary = pd.read_csv(tmp_path / "report" / f"{TABLE}.csv", dtype={"forget": str})
+    assert list(summary["runs"]) == [1, 1] and summary["retain_test_acc_std"].isna().all()
+    missing = pd.read_csv(tmp_path / "report" / "missing.csv")
+    assert len(missing) == 2
+    assert missing["where"].tolist() == [str((sweep / "1").resolve()), str(sweep.resolve())]
+    assert "no results.json" in missing["reason"][0] and "not started" in missing["reason"][1]
+    assert "task.forget=1" in missing["overrides"][0] and "seed=1" in missing["overrides"][0]
+    assert "task.forget=3" in missing["overrides"][1] and "seed=1" in missing["overrides"][1]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Missing runs (2)" in text and f"hydra.sweep.dir={sweep.resolve()} resume=true" in text
+    assert "2 run(s) without complete results" in capsys.readouterr().out
+
+
+def test_no_results_is_a_user_error(baseline_sweep, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, "-m", "unlearning.report", str(empty)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "no results.json and no run folders under" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(baseline_sweep / "0", unfinished / "0")
+    (unfinished / "0" / "results.json").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(unfinished)])
+    assert exit_info.value.code == 2
+    assert not (unfinished / "report").exists()
+
+
+@pytest.mark.slow
+def test_alpha_lambda_sweep_report(trained_root, tmp_path):
+    """A 2 x 2 alpha x lambda SSD sweep over two seeds through the CLI: table, heatmaps, times."""
+    sweep = tmp_path / "sweep"
+    run_cli("unlearn.py", "-m", "method=ssd", "method.alpha=5,50", "method.lambda_=0.5,1", "seed=0,1",
+            "method.batch_size=256", *QUIET, f"hydra.sweep.dir={sweep}", root=trained_root, check=True, timeout=1800)
+    out = tmp_path / "report"
+    report(sweep, out=out)
+    summary = pd.read_csv(out / f"{TABLE}.csv", dtype={"forget": str}, keep_default_na=False)
+    assert list(summary["method"]) == ["original", "ssd", "ssd", "ssd", "ssd"]
+    assert list(summary["setting"]) == ["", "alpha=5, lambda_=0.5", "alpha=5, lambda_=1",
+                                        "alpha=50, lambda_=0.5", "alpha=50, lambda_=1"]
+    assert (summary["runs"] == 2).all()
+    runs = results_of(sweep)
+    for _, row in summary.iloc[1:].iterrows():
+        alpha, lam = (float(part.split("=")[1]) for part in row["setting"].split(", "))
+        mine = [r for r in runs if (r["method_info"]["alpha"], r["method_info"]["lambda"]) == (alpha, lam)]
+        values = np.array([r["metrics"]["unlearned"]["forget_test_acc"] for r in mine])
+        assert len(mine) == 2 and float(row["forget_test_acc_mean"]) == pytest.approx(values.mean())
+        assert float(row["forget_test_acc_std"]) == pytest.approx(values.std(ddof=1), abs=1e-9)
+    for name in ("sweep_ssd", "method_time", "per_class_3"):
+        assert_png(out / "figures" / f"{TABLE}_{name}.png")
+    assert "alpha=50, lambda_=0.5" in (out / f"{TABLE}.md").read_text()
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_trials_and_reports(trained_root, tmp_path):
+    """hparams_search=ssd_optuna: a few TPE trials minimise results.json's objective."""
+    sweep = tmp_path / "optuna"
+    result = run_cli("unlearn.py", "-m", "hparams_search=ssd_optuna", "hydra.sweeper.n_trials=3",
+                     "method.batch_size=256", *QUIET, f"hydra.sweep.dir={sweep}", root=trained_root, check=True,
+                     timeout=1800)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert 0.1 <= best["best_params"]["method.alpha"] <= 100 and 0.1 <= best["best_params"]["method.lambda_"] <= 5
+    runs = results_of(sweep)
+    assert len(runs) == 3 and len({r["method_info"]["alpha"] for r in runs}) == 3
+    for run in runs:
+        assert run["objective"] == pytest.approx(objective(run["metrics"]["original"], run["metrics"]["unlearned"]))
+    assert best["best_value"] == pytest.approx(min(r["objective"] for r in runs))
+    assert "Best parameters" in result.stdout + result.stderr
+    report(sweep, out=tmp_path / "report")
+    assert_png(tmp_path / "report" / "figures" / f"{TABLE}_sweep_ssd.png")
+    assert not (tmp_path / "report" / "missing.csv").exists()
