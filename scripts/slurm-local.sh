@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on this machine (for testing the submitit launcher and
-# `pytest -m slurm`). Needs root. Debian/Ubuntu only (uses apt-get for slurm-wlm and munge).
+# `pytest -m slurm`). Needs root. Debian/Ubuntu only (apt-get: slurm-wlm, slurmdbd, munge, mariadb-server).
+# Job accounting is on (slurmdbd + MariaDB): submitit learns that a job failed or was cancelled
+# only from `sacct`; without it a multirun waits forever for a job that died without a result.
 #
-#   scripts/slurm-local.sh start    # install if needed, configure, start munged/slurmctld/slurmd, wait for idle
+#   scripts/slurm-local.sh start    # install if needed, configure, start munged/mariadbd/slurmdbd/slurmctld/slurmd, wait for idle
 #   scripts/slurm-local.sh status   # sinfo + squeue; exit 0 if the cluster answers, 1 if not
 #   scripts/slurm-local.sh stop     # stop the daemons this script started (by recorded PID)
 #
@@ -10,6 +12,7 @@
 #   SLURM_LOCAL_STATE      state dir with our pid files and daemon stdout (default /tmp/slurm-local)
 #   SLURM_LOCAL_TIMEOUT    seconds to wait for the node to become idle (default 60)
 #   SLURM_LOCAL_MEM_PCT    share of `free -m` total memory given to SLURM as RealMemory (default 80)
+#   SLURM_LOCAL_ACCOUNT    accounting account created for root, for --account tests (default tests)
 #
 # Only processes whose PIDs this script recorded are ever signalled; nothing is killed by name.
 set -euo pipefail
@@ -24,6 +27,12 @@ CTLD_LOG="$SLURM_LOG_DIR/slurmctld.log"
 SLURMD_LOG="$SLURM_LOG_DIR/slurmd.log"
 MUNGE_KEY=/etc/munge/munge.key
 MUNGE_SYS_PIDFILE=/run/munge/munged.pid
+SLURMDBD_CONF=/etc/slurm/slurmdbd.conf
+SLURMDBD_LOG="$SLURM_LOG_DIR/slurmdbd.log"
+MYSQL_DATADIR=/var/lib/mysql
+MYSQL_SOCKET=/run/mysqld/mysqld.sock
+CLUSTER_NAME=local
+ACCOUNT="${SLURM_LOCAL_ACCOUNT:-tests}"
 
 log() { printf '[slurm-local] %s\n' "$*"; }
 warn() { printf '[slurm-local] WARNING: %s\n' "$*" >&2; }
@@ -94,8 +103,8 @@ node_state() { # prints the node's state, e.g. idle, idle*, down*, drained, mixe
 
 show_logs() {
     local f
-    for f in "$CTLD_LOG" "$SLURMD_LOG" "$STATE_DIR/slurmctld.out" "$STATE_DIR/slurmd.out" \
-        "$STATE_DIR/munged.out" /var/log/munge/munged.log; do
+    for f in "$CTLD_LOG" "$SLURMD_LOG" "$SLURMDBD_LOG" "$STATE_DIR/slurmctld.out" "$STATE_DIR/slurmd.out" \
+        "$STATE_DIR/slurmdbd.out" "$STATE_DIR/mariadbd.out" "$STATE_DIR/munged.out" /var/log/munge/munged.log; do
         if [ -s "$f" ]; then
             printf '\n----- tail -n 25 %s -----\n' "$f" >&2
             tail -n 25 "$f" >&2 || true
@@ -105,22 +114,33 @@ show_logs() {
 
 # --- start steps -------------------------------------------------------------------------
 
+PACKAGES=(slurm-wlm slurmdbd munge mariadb-server)
+
 install_packages() {
     local missing=()
     sbin slurmctld >/dev/null || missing+=(slurm-wlm)
+    sbin slurmdbd >/dev/null || missing+=(slurmdbd)
     sbin munged >/dev/null || missing+=(munge)
+    sbin mariadbd >/dev/null || missing+=(mariadb-server)
     if [ "${#missing[@]}" -eq 0 ]; then
-        log "packages: slurm-wlm and munge already installed"
+        log "packages: ${PACKAGES[*]} already installed"
         return 0
     fi
-    # slurm-wlm depends on munge, but install both explicitly when either is missing.
-    log "packages: installing slurm-wlm munge (missing: ${missing[*]}) ..."
+    log "packages: installing ${PACKAGES[*]} (missing: ${missing[*]}) ..."
     export DEBIAN_FRONTEND=noninteractive
-    local apt_log="$STATE_DIR/apt.log"
-    { apt-get update && apt-get install -y --no-install-recommends slurm-wlm munge; } >"$apt_log" 2>&1 ||
-        { tail -n 30 "$apt_log" >&2; die "apt-get failed (full log: $apt_log)"; }
-    sbin slurmctld >/dev/null || die "slurmctld still missing after apt-get install slurm-wlm"
-    sbin munged >/dev/null || die "munged still missing after apt-get install munge"
+    local apt_log="$STATE_DIR/apt.log" policy=/usr/sbin/policy-rc.d own_policy=0 rc=0
+    # The packages' install scripts would start their daemons as system services, which this
+    # script could neither track nor stop by pid: forbid that for the install, as Docker images do.
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    fi
+    { apt-get update && apt-get install -y --no-install-recommends "${PACKAGES[@]}"; } >"$apt_log" 2>&1 || rc=$?
+    [ "$own_policy" = 1 ] && rm -f "$policy"
+    [ "$rc" = 0 ] || { tail -n 30 "$apt_log" >&2; die "apt-get failed (full log: $apt_log)"; }
+    local name
+    for name in slurmctld slurmdbd munged mariadbd; do
+        sbin "$name" >/dev/null || die "$name still missing after apt-get install ${PACKAGES[*]}"
+    done
     log "packages: installed ($(sbin slurmctld) -V: $("$(sbin slurmctld)" -V 2>/dev/null || echo '?'))"
 }
 
@@ -163,9 +183,114 @@ start_munged() {
     log "munged: started (pid $pid)"
 }
 
-render_slurm_conf() {
-    local h cpus mem_total real_mem defmem addr_ctl="" addr_node=""
+# --- accounting: MariaDB and slurmdbd ---------------------------------------------------
+
+sql() { mariadb --protocol=socket --socket="$MYSQL_SOCKET" -u root -N -B -e "$1"; }
+
+start_mariadb() {
+    local pid i
+    if pid=$(our_pid mariadbd); then
+        log "mariadbd: already running (ours, pid $pid)"
+        return 0
+    fi
+    if any_running mariadbd || any_running mysqld; then
+        # A system MariaDB/MySQL: use it when root can reach it on the default socket, never manage it.
+        sql 'SELECT 1' >/dev/null 2>&1 ||
+            die "a MariaDB/MySQL server is running but root cannot reach it on $MYSQL_SOCKET; stop it first"
+        rm -f "$(pidfile mariadbd)"
+        log "mariadbd: already running (not started by this script; leaving it alone)"
+        return 0
+    fi
+    mkdir -p /run/mysqld
+    chown mysql:mysql /run/mysqld
+    if [ ! -d "$MYSQL_DATADIR/mysql" ]; then
+        log "mariadbd: initialising $MYSQL_DATADIR"
+        mariadb-install-db --user=mysql --datadir="$MYSQL_DATADIR" >"$STATE_DIR/mariadb-install.out" 2>&1 ||
+            { tail -n 20 "$STATE_DIR/mariadb-install.out" >&2; die "mariadb-install-db failed"; }
+    fi
+    log "mariadbd: starting (socket only, no TCP port)"
+    # mariadbd stays in the foreground: run it in the background, detached from our stdio
+    # (a caller capturing our output must not wait for the daemon), and record its pid.
+    setsid "$(sbin mariadbd)" --user=mysql --datadir="$MYSQL_DATADIR" --socket="$MYSQL_SOCKET" \
+        --pid-file=/run/mysqld/mysqld.pid --skip-networking \
+        </dev/null >"$STATE_DIR/mariadbd.out" 2>&1 &
+    pid=$!
+    echo "$pid" >"$(pidfile mariadbd)"
+    for ((i = 0; i < 300; i++)); do # 30 s
+        sql 'SELECT 1' >/dev/null 2>&1 && break
+        [ -d "/proc/$pid" ] || { show_logs; die "mariadbd exited during start"; }
+        sleep 0.1
+    done
+    sql 'SELECT 1' >/dev/null 2>&1 || { show_logs; die "mariadbd did not answer on $MYSQL_SOCKET within 30s"; }
+    our_pid mariadbd >/dev/null || die "pid $pid is not a mariadbd process"
+    log "mariadbd: started (pid $pid)"
+}
+
+render_slurmdbd_conf() {
+    local h addr=""
     h=$(host_short)
+    getent hosts "$h" >/dev/null 2>&1 || addr="DbdAddr=127.0.0.1"
+    cat <<EOF
+# Written by scripts/slurm-local.sh: job accounting for the single-node cluster on $h.
+AuthType=auth/munge
+DbdHost=$h
+$addr
+SlurmUser=root
+PidFile=$STATE_DIR/slurmdbd.pid
+LogFile=$SLURMDBD_LOG
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=slurm_acct_db
+EOF
+}
+
+write_slurmdbd_conf() {
+    mkdir -p /etc/slurm "$SLURM_LOG_DIR"
+    local tmp
+    tmp=$(mktemp)
+    render_slurmdbd_conf >"$tmp"
+    # slurmdbd refuses a config that others can read (it may hold a database password).
+    install -m 0600 -o root -g root "$tmp" "$SLURMDBD_CONF"
+    rm -f "$tmp"
+}
+
+wait_slurmdbd() {
+    local i
+    for ((i = 0; i < 300; i++)); do # 30 s
+        sacctmgr -n -P list cluster format=cluster >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    show_logs
+    die "slurmdbd did not answer sacctmgr within 30s"
+}
+
+register_cluster() {
+    if sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+        log "accounting: cluster '$CLUSTER_NAME' already registered"
+        return 0
+    fi
+    sacctmgr -i add cluster "$CLUSTER_NAME" >/dev/null || die "sacctmgr add cluster $CLUSTER_NAME failed"
+    log "accounting: registered cluster '$CLUSTER_NAME'"
+}
+
+# An account that root may charge (sbatch --account=$ACCOUNT, hydra.launcher.account=$ACCOUNT).
+register_account() {
+    if ! sacctmgr -n -P list account format=account 2>/dev/null | grep -qx "$ACCOUNT"; then
+        sacctmgr -i add account "$ACCOUNT" Cluster="$CLUSTER_NAME" Description="slurm-local tests" \
+            Organization=local >/dev/null || die "sacctmgr add account $ACCOUNT failed"
+    fi
+    if ! sacctmgr -n -P list association format=account,user 2>/dev/null | grep -qx "$ACCOUNT|root"; then
+        sacctmgr -i add user root Account="$ACCOUNT" Cluster="$CLUSTER_NAME" >/dev/null ||
+            die "sacctmgr add user root Account=$ACCOUNT failed"
+    fi
+    log "accounting: account '$ACCOUNT' (user root)"
+}
+
+render_slurm_conf() {
+    local h cpus mem_total real_mem defmem addr_ctl="" addr_node="" acct_host
+    h=$(host_short)
+    acct_host=$h
     cpus=$(nproc)
     mem_total=$(free -m | awk '/^Mem:/ {print $2}')
     real_mem=$((mem_total * MEM_PCT / 100))
@@ -178,10 +303,11 @@ render_slurm_conf() {
     if ! getent hosts "$h" >/dev/null 2>&1; then
         addr_ctl="(127.0.0.1)"
         addr_node=" NodeAddr=127.0.0.1"
+        acct_host=127.0.0.1
     fi
     cat <<EOF
 # Written by scripts/slurm-local.sh: a single-node cluster on $h. Edits are overwritten on start.
-ClusterName=local
+ClusterName=$CLUSTER_NAME
 SlurmctldHost=${h}${addr_ctl}
 SlurmUser=root
 SlurmdUser=root
@@ -197,7 +323,8 @@ SlurmdLogFile=$SLURMD_LOG
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=${acct_host}
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -235,12 +362,14 @@ write_slurm_conf() {
 start_slurm_daemon() {
     local name=$1 pid
     if pid=$(our_pid "$name"); then
-        log "$name: already running (ours, pid $pid)"
-        if [ "$CONF_CHANGED" = 1 ] && [ "$name" = slurmctld ]; then
-            log "$name: slurm.conf changed, running 'scontrol reconfigure'"
-            scontrol reconfigure || warn "scontrol reconfigure failed"
+        if [ "$CONF_CHANGED" = 1 ] && [ "$name" != slurmdbd ]; then
+            # Some settings (accounting, node CPUs) need a restart; `scontrol reconfigure` is not enough.
+            log "$name: slurm.conf changed, restarting it (pid $pid)"
+            stop_one "$name"
+        else
+            log "$name: already running (ours, pid $pid)"
+            return 0
         fi
-        return 0
     fi
     rm -f "$(pidfile "$name")"
     log "$name: starting"
@@ -283,7 +412,7 @@ wait_idle() {
 # Refuse to touch slurm.conf under slurm daemons that this script (with this state dir) did not start.
 check_foreign_slurm() {
     local name
-    for name in slurmctld slurmd; do
+    for name in slurmctld slurmd slurmdbd; do
         if ! our_pid "$name" >/dev/null && any_running "$name"; then
             die "a $name process is running that was not started with state dir $STATE_DIR (no live pid in $(pidfile "$name")); stop it first (or set SLURM_LOCAL_STATE to the dir it was started with)"
         fi
@@ -298,8 +427,14 @@ cmd_start() {
     install_packages
     setup_munge
     start_munged
+    start_mariadb
+    write_slurmdbd_conf
     CONF_CHANGED=0
-    write_slurm_conf
+    write_slurm_conf # before slurmdbd: sacctmgr reads AccountingStorageType from slurm.conf
+    start_slurm_daemon slurmdbd
+    wait_slurmdbd
+    register_cluster
+    register_account
     start_slurm_daemon slurmctld
     start_slurm_daemon slurmd
     wait_idle
@@ -339,12 +474,14 @@ stop_one() {
 cmd_stop() {
     stop_one slurmd
     stop_one slurmctld
+    stop_one slurmdbd
+    stop_one mariadbd
     stop_one munged
 }
 
 cmd_status() {
     local name pid up=1
-    for name in munged slurmctld slurmd; do
+    for name in munged mariadbd slurmdbd slurmctld slurmd; do
         if pid=$(our_pid "$name"); then
             log "$name: running (pid $pid)"
         elif any_running "$name"; then
@@ -365,7 +502,7 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
 from unlearning.jobs.builders import build_datamodule, build_logger, build_model, make_trainer
+from unlearning.jobs.launched import prepare_job
 from unlearning.models.checkpoints import checkpoint_exists, checkpoint_name, save_checkpoint
 from unlearning.models.classifier import ImageClassifier, training_settings
 
@@ -113,5 +114,6 @@ def train_job(cfg: DictConfig) -> float | None:
     """train.py's task function: train in this run's folder and publish the model."""
     from hydra.core.hydra_config import HydraConfig
 
+    prepare_job(cfg)
     train(cfg, output_dir=HydraConfig.get().runtime.output_dir)
     return None

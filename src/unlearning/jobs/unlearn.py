@@ -29,6 +29,7 @@ from unlearning.jobs.builders import (
     instantiate_plain,
     make_trainer,
 )
+from unlearning.jobs.launched import prepare_job
 from unlearning.jobs.report_table import print_before_after
 from unlearning.jobs.train import registry_path, train
 from unlearning.methods.base import MethodContext, UnlearningMethod
@@ -72,7 +73,15 @@ def find_source_checkpoint(cfg: DictConfig, data, run_dir: Path) -> Path:
                         f"model={cfg.model.name}` first, give checkpoint=PATH, or set train_if_missing=true.")
     log.warning("no trained model at %s: training it first (%s labels)", target, data.label_kind)
     print(f"No trained model for {cfg.dataset.name}/{data.label_kind}/{cfg.model.name} at {target}: training it first.")
-    return train(cfg, labels=data.label_kind, output_dir=run_dir / "source_training")
+    trained = train(cfg, labels=data.label_kind, output_dir=run_dir / "source_training")
+    wait_for_rank_zero()  # under DDP only rank 0 saves the model; the others must not read it before
+    return trained
+
+
+def wait_for_rank_zero() -> None:
+    """A barrier across the DDP processes, when there are several; a no-op otherwise."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def evaluation_device(cfg: DictConfig) -> torch.device:
@@ -235,6 +244,7 @@ def unlearn_job(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    prepare_job(cfg)
     if cfg.get("resume") and results_complete(run_dir / RESULTS_FILE):
         previous = json.loads((run_dir / RESULTS_FILE).read_text())
         print(f"resume: {run_dir / RESULTS_FILE} is complete, skipping this run")
