@@ -61,25 +61,32 @@ def result_like(paths: set[str]) -> list[str]:
     return sorted(p for p in paths if Path(p).name in RESULT_NAMES or Path(p).name in ("unlearned", "model"))
 
 
+def job_config(entry: str, overrides: list[str], run_dir: Path):
+    """The config a Hydra task function receives (no ``hydra`` key; HydraConfig set, output dir ``run_dir``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = compose_config(entry, [*overrides, f"hydra.run.dir={run_dir}"])
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def run_entry(entry: str, overrides: list[str], run_dir: Path) -> int:
     """Run ``train.py``/``unlearn.py`` in this process as the CLI does: preflight, compose, run_job.
 
     Returns the exit status (0 when the job returned). Output goes to the real stdout and
     stderr, for ``capsys`` to read.
     """
-    from hydra.core.hydra_config import HydraConfig
-
     from unlearning.cli import preflight, run_job
     from unlearning.jobs.train import train_job
     from unlearning.jobs.unlearn import unlearn_job
 
-    overrides = [*overrides, f"hydra.run.dir={run_dir}"]
     try:
-        preflight(CONF, entry, overrides)
-        cfg = compose_config(entry, overrides)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(run_dir)
-        HydraConfig.instance().set_config(cfg)
+        preflight(CONF, entry, [*overrides, f"hydra.run.dir={run_dir}"])
+        cfg = job_config(entry, overrides, run_dir)
         run_job(train_job if entry == "train" else unlearn_job, cfg)
     except SystemExit as exit_:
         return int(exit_.code or 0)
