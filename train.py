@@ -1,9 +1,12 @@
 """Train a classifier: `python train.py dataset=cifar20 model=resnet18` (see conf/train.yaml)."""
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from unlearning.cli import run_job
+from unlearning.cli import preflight, run_job
 from unlearning.jobs.train import train_job
 
 
@@ -13,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    preflight(Path(__file__).parent / "conf", "train", sys.argv[1:])
     main()

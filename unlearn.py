@@ -1,9 +1,12 @@
 """Unlearn: `python unlearn.py method=lfssd dataset=cifar100 task=subclass` (see conf/unlearn.yaml)."""
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from unlearning.cli import run_job
+from unlearning.cli import preflight, run_job
 from unlearning.jobs.unlearn import unlearn_job
 
 
@@ -13,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    preflight(Path(__file__).parent / "conf", "unlearn", sys.argv[1:])
     main()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 import textwrap
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -45,8 +48,132 @@ def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         fail(f"invalid configuration: {str(error).splitlines()[0]}")
 
 
-def fail(message: str) -> None:
+def fail(message: str, log_it: bool = True) -> None:
+    """Print ``message`` as one paragraph on stderr (and to the run's log) and exit with status 2."""
     text = textwrap.fill(f"error: {message}", width=100, break_long_words=False, break_on_hyphens=False)
-    log.error(message)
+    if log_it:
+        log.error(message)
     print(text, file=sys.stderr, flush=True)
     sys.exit(EXIT_USER_ERROR)
+
+
+def preflight(config_dir: str | Path, config_name: str, argv: Sequence[str]) -> None:
+    """Catch, before Hydra starts, the mistakes Hydra reports as several paragraphs or a traceback.
+
+    An unknown config group choice (``method=nope``) or setting (``method.alhpa=3``) becomes
+    one paragraph listing the valid ones, and an output folder that cannot be written
+    (``hydra.run.dir`` under a file, on a read-only file system, without permission) is
+    refused before anything runs; all exit with status 2. Anything this check cannot parse
+    is left to Hydra, which reports it itself.
+    """
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    config_dir = Path(config_dir)
+    args, _unknown = get_args_parser().parse_known_args(list(argv))
+    if args.config_path or args.config_dir or args.config_name or args.experimental_rerun:
+        return  # another config tree: Hydra's own checks apply
+    try:
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except Exception:  # a syntax error: Hydra explains it in one line
+        return
+    problem = unknown_group_choice(config_dir, overrides)
+    if problem is None and not (args.help or args.hydra_help or args.info or args.shell_completion or args.cfg):
+        problem = compose_problem(config_dir, config_name, overrides, args.multirun)
+    if problem:
+        fail(problem, log_it=False)  # logging is not configured yet: it would print the message twice
+
+
+def group_options(config_dir: Path, group: str) -> list[str]:
+    folder = config_dir / group
+    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+
+
+def unknown_group_choice(config_dir: Path, overrides: Sequence[Any]) -> str | None:
+    """A message for the first ``group=value`` whose ``conf/<group>/<value>.yaml`` does not exist."""
+    from hydra.core.override_parser.types import ValueType
+
+    for override in overrides:
+        group = override.key_or_group
+        if override.is_delete() or group.startswith("hydra") or not (config_dir / group).is_dir():
+            continue
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue
+        if override.is_discrete_sweep():
+            values = list(override.sweep_string_iterator())
+        elif override.is_sweep_override():
+            continue
+        else:
+            value = override.value()
+            values = [] if value is None else [str(value)]
+        for value in values:
+            if not (config_dir / group / f"{value}.yaml").is_file():
+                options = group_options(config_dir, group)
+                return (f"unknown {group} {value!r}: valid choices for {group}= are {', '.join(options)} "
+                        f"(the files in {config_dir.name}/{group}/).")
+    return None
+
+
+def compose_problem(config_dir: Path, config_name: str, overrides: Sequence[Any], multirun: bool) -> str | None:
+    """Compose the config as Hydra will; explain an unknown setting or an unwritable output folder."""
+    from hydra import compose, initialize_config_dir
+
+    def composed(lines: list[str]):
+        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+            return compose(config_name=config_name, overrides=lines, return_hydra_config=True)
+
+    plain = [o for o in overrides if not o.is_sweep_override()]
+    try:
+        cfg = composed([o.input_line for o in plain])
+        folder = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+    except Exception:
+        return unknown_setting(composed, config_dir, plain)
+    problem = folder_write_problem(folder)
+    if problem is None:
+        return None
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    return (f"cannot write the output folder {folder}: {problem}. Choose a writable place with {key}=PATH "
+            "or paths.root_dir=PATH (or the UNLEARNING_ROOT environment variable).")
+
+
+def unknown_setting(composed: Callable[[list[str]], Any], config_dir: Path, plain: Sequence[Any]) -> str | None:
+    """A message for the first ``a.b.c=value`` whose key does not exist (Hydra says only 'not in struct')."""
+    from omegaconf import OmegaConf
+
+    choices = [o.input_line for o in plain if (config_dir / o.key_or_group).is_dir() or o.is_hydra_override()]
+    try:
+        base = composed(choices)
+    except Exception:
+        return None
+    for override in plain:
+        key = override.key_or_group
+        if override.is_add() or override.is_force_add() or override.is_delete() or "." not in key:
+            continue
+        if key.startswith("hydra.") or (config_dir / key).is_dir():
+            continue
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(base, parent, default=None)
+        if node is None or not OmegaConf.is_dict(node) or leaf in node:
+            continue
+        keys = ", ".join(str(k) for k in node.keys())
+        return (f"unknown setting {key}: {parent} has {keys}. Check the spelling, or add a new key "
+                f"on purpose with +{key}=VALUE.")
+    return None
+
+
+def folder_write_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` could not be created and written, or None; creates nothing that stays."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"{existing} is not writable ({error.strerror or error})"
+    return None

@@ -1,13 +1,41 @@
-"""Atomic file writes, so that a run killed at any moment leaves the complete file or none."""
+"""Atomic file and folder writes, so that a run killed at any moment leaves the complete thing or none.
+
+A file is written to a hidden temporary name beside its target, flushed to disk and renamed
+into place; a folder (a checkpoint: weights plus metadata) is filled under a hidden
+temporary name and renamed into place as a whole, so weights and metadata can never come
+from two different saves. A killed writer leaves at most a hidden ``.<name>.*.tmp`` entry,
+which no reader looks at.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Flush a folder's entries (a rename is durable only once its folder is synced)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -22,12 +50,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
     return path
 
 
@@ -37,3 +65,45 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def atomic_write_directory(directory: str | Path, fill: Callable[[Path], None], replace: bool = True) -> Path:
+    """Call ``fill(staging)`` on an empty hidden folder beside ``directory``, then publish it as ``directory``.
+
+    A missing target is created by one atomic rename. An existing target is first renamed
+    to a hidden ``.<name>.old-*`` folder, the new one renamed into place and the old one
+    deleted; a writer killed between those two renames leaves no ``directory`` (and the
+    previous content intact in the hidden folder), never a mix of old and new files.
+    With ``replace=False`` an existing ``directory`` is kept and ``FileExistsError`` raised,
+    even when another process published it a moment ago.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        fill(staging)
+        for entry in staging.iterdir():
+            if entry.is_file():
+                fsync_file(entry)
+        fsync_directory(staging)
+        _publish(staging, directory, replace)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_directory(directory.parent)
+    return directory
+
+
+def _publish(staging: Path, directory: Path, replace: bool) -> None:
+    try:
+        os.rename(staging, directory)  # atomic; also replaces an empty folder
+        return
+    except OSError:
+        if not directory.exists():
+            raise
+    if not replace:
+        raise FileExistsError(f"{directory} exists and is kept")
+    retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}.tmp")
+    os.rename(directory, retired)
+    os.rename(staging, directory)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -69,8 +69,11 @@ class UnlearningDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.bundle is not None:
             return
-        bundle = self.builder()
         kind = self.dataset_labels
+        if kind not in ("fine", "coarse"):
+            raise UserError(f"labels={kind!r} is unknown: valid label kinds are fine (each class) and coarse "
+                            "(superclasses: cifar100, cifar20, digits); leave labels=null for the dataset's own.")
+        bundle = self.builder()
         if kind == "coarse" and not bundle.has_coarse:
             raise UserError(f"dataset {bundle.name} has no coarse labels; use dataset labels: fine.")
         if self.task is not None:

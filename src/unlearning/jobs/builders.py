@@ -96,9 +96,18 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 
 def make_trainer(cfg: DictConfig, logger=False, **overrides: Any) -> L.Trainer:
-    """A Lightning Trainer from ``cfg.trainer`` with ``overrides`` on top."""
+    """A Lightning Trainer from ``cfg.trainer`` with ``overrides`` on top; bad settings are a UserError."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     options = trainer_kwargs(cfg)
     options.update(logger=logger)
     options.update(overrides)
     options.setdefault("enable_model_summary", False)
-    return L.Trainer(**options)
+    try:
+        return L.Trainer(**options)
+    except (MisconfigurationException, ValueError, TypeError) as error:
+        settings = ", ".join(f"trainer.{key}={value}" for key, value in trainer_kwargs(cfg).items()
+                             if key in ("accelerator", "devices", "strategy", "num_nodes", "precision"))
+        raise UserError(f"the trainer settings do not work here: {str(error).splitlines()[0]} (got {settings}). "
+                        "Use trainer=cpu, trainer=gpu or trainer=ddp, or fix the value named above "
+                        "(accelerator: cpu, gpu, auto; precision: 32-true, 16-mixed, bf16-mixed).") from None

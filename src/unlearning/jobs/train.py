@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
 from unlearning.jobs.builders import build_datamodule, build_logger, build_model, make_trainer
 from unlearning.jobs.launched import prepare_job
-from unlearning.models.checkpoints import checkpoint_exists, checkpoint_name, save_checkpoint
+from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, checkpoint_name, save_checkpoint
 from unlearning.models.classifier import ImageClassifier, training_settings
+from unlearning.reproducibility import start_job
+from unlearning.runs import claim_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     Returns the published checkpoint folder (``paths.checkpoint_dir/<name>``); an existing
     one is only replaced with ``overwrite=true``. The run's own copy stays in its folder.
     """
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    start_job(cfg)
     data = build_datamodule(cfg, task=None, labels=labels or cfg.get("labels") or None)
     data.setup()
     settings = training_settings(cfg.dataset.training, cfg.model.get("training"))
@@ -80,7 +83,8 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     )
     best = KeepBestWeights()
     trainer = make_trainer(cfg, logger=build_logger(cfg), max_epochs=int(settings["epochs"]),
-                           callbacks=[best], enable_checkpointing=False)
+                           callbacks=[best], enable_checkpointing=False,
+                           default_root_dir=str(output_dir) if output_dir is not None else None)
     log.info("training %s on %s (%s labels, %d classes, %d px) for %d epochs",
              cfg.model.name, cfg.dataset.name, data.label_kind, data.num_classes, data.input_size, settings["epochs"])
     start = time.perf_counter()
@@ -100,12 +104,16 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     if output_dir is not None:
         save_checkpoint(Path(output_dir) / "model", model, metadata)
     target = registry_path(cfg, data.label_kind, data.input_size)
-    if checkpoint_exists(target) and not cfg.get("overwrite", False):
+    overwrite = bool(cfg.get("overwrite", False))
+    try:
+        if checkpoint_exists(target) and not overwrite:
+            raise FileExistsError(target)
+        # replace an incomplete folder, but never a model another run published meanwhile
+        save_checkpoint(target, model, metadata, replace=overwrite or target.exists())
+        log.info("published the trained model to %s", target)
+    except FileExistsError:
         log.warning("kept the existing trained model at %s (set overwrite=true to replace it); "
                     "this run's model is in %s", target, Path(output_dir or ".") / "model")
-    else:
-        save_checkpoint(target, model, metadata)
-        log.info("published the trained model to %s", target)
     print(f"test accuracy: {test_acc:.2f}%  (train time {train_time:.1f} s)  checkpoint: {target}")
     return target
 
@@ -115,5 +123,11 @@ def train_job(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     prepare_job(cfg)
-    train(cfg, output_dir=HydraConfig.get().runtime.output_dir)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if rank_zero_only.rank != 0:
+        train(cfg, output_dir=run_dir)
+        return None
+    finished = (run_dir / "model" / METADATA_FILE).is_file()
+    with claim_run_folder(run_dir, finished=finished, what="training run"):
+        train(cfg, output_dir=run_dir)
     return None

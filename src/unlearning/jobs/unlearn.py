@@ -36,6 +36,8 @@ from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.models.checkpoints import check_compatible, checkpoint_exists, load_checkpoint, load_into, save_checkpoint
 from unlearning.models.classifier import training_settings
 from unlearning.errors import UserError
+from unlearning.reproducibility import start_job
+from unlearning.runs import claim_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +136,35 @@ def experiment_name() -> str | None:
 
 
 def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """The whole unlearning run; returns the results (None on non-zero ranks)."""
-    seed = int(cfg.seed)
-    L.seed_everything(seed, workers=True, verbose=False)
+    """The whole unlearning run; returns the results (None on non-zero ranks).
+
+    Writes only into ``run_dir``, which it holds for itself (see :mod:`unlearning.runs`):
+    a folder used by another live run, or holding a finished one, is refused.
+    """
+    run_dir = Path(run_dir)
+    if rank_zero_only.rank != 0:  # the other ranks of a multi-process run share rank 0's folder
+        return _unlearn(cfg, run_dir)
+    with claim_run_folder(run_dir, finished=results_complete(run_dir / RESULTS_FILE), what="unlearning run"):
+        return _unlearn(cfg, run_dir)
+
+
+def check_source_outside(source: Path, run_dir: Path) -> None:
+    """The run replaces ``run_dir/unlearned``: a source checkpoint in there would be overwritten."""
+    target = (run_dir / "unlearned").resolve()
+    if Path(source).resolve() == target or target in Path(source).resolve().parents:
+        raise UserError(f"checkpoint={source} lies in this run's own output {target}, which the run replaces; "
+                        "copy it elsewhere first or give this run another hydra.run.dir.")
+
+
+def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    seed = start_job(cfg)
     method = build_method(cfg)
     task = build_task(cfg)
     method.check_task(cfg.task.name)
     data = build_datamodule(cfg, task)
     data.setup()
     source = find_source_checkpoint(cfg, data, run_dir)
+    check_source_outside(source, run_dir)
     state, metadata = load_checkpoint(source)
     expected = {"dataset": cfg.dataset.name, "label_kind": data.label_kind, "num_classes": data.num_classes,
                 "model": cfg.model.name}
@@ -153,7 +175,7 @@ def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     cache = build_cache(cfg)
     cache_before = cache.stats.as_dict() if cache is not None else {}
     context = MethodContext(
-        make_trainer=partial(make_trainer, cfg, False),
+        make_trainer=partial(make_trainer, cfg, False, default_root_dir=str(run_dir)),
         fresh_model=fresh,
         original=original,
         task=str(cfg.task.name),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from unlearning.errors import UserError
-from unlearning.io import atomic_write, atomic_write_json
+from unlearning.io import atomic_write_directory
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
@@ -29,17 +31,24 @@ def checkpoint_name(dataset: str, label_kind: str, model: str, image_size: int) 
     return f"{dataset}-{label_kind}-{model}-{image_size}px"
 
 
-def save_checkpoint(directory: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
-    """Write ``model.safetensors`` then ``metadata.json`` into ``directory``.
+def save_checkpoint(directory: str | Path, model: nn.Module, metadata: dict[str, Any], replace: bool = True) -> Path:
+    """Write ``model.safetensors`` and ``metadata.json`` into ``directory``, as one atomic step.
 
-    Metadata is written last: a folder with weights but no metadata is an interrupted save
-    and is treated as missing.
+    Both files are written into a hidden staging folder that is then renamed to
+    ``directory`` (see :func:`unlearning.io.atomic_write_directory`): a save killed at any
+    moment leaves the previous checkpoint, or none, but never new weights beside old
+    metadata or a truncated file under the real name. ``replace=False`` keeps an existing
+    checkpoint (``FileExistsError``), even one published by another process meanwhile.
     """
     directory = Path(directory)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
-    atomic_write_json(directory / METADATA_FILE, metadata)
-    return directory
+    text = json.dumps(metadata, indent=2, default=str) + "\n"
+
+    def fill(staging: Path) -> None:
+        save_file(state, str(staging / WEIGHTS_FILE))
+        (staging / METADATA_FILE).write_text(text)
+
+    return atomic_write_directory(directory, fill, replace=replace)
 
 
 def checkpoint_exists(directory: str | Path) -> bool:
@@ -73,18 +82,48 @@ def _load_weights(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
             raise UserError(f"checkpoint {weights} is truncated or corrupt and cannot be read ({error}). "
                             "Retrain it with train.py or point checkpoint=PATH at an intact copy.") from None
     try:
-        payload = torch.load(str(weights), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            payload = torch.load(str(weights), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise UserError(f"checkpoint {weights} was refused: it contains objects that would run code when "
-                        f"loaded, and only plain tensors are accepted ({str(error).splitlines()[0]}).") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise UserError(f"checkpoint {weights} is truncated or corrupt and cannot be read ({error}).") from None
-    if isinstance(payload, dict) and "state_dict" in payload:
-        state = {k.removeprefix("model."): v for k, v in payload["state_dict"].items()}
-        return state, payload.get("unlearning_metadata")
-    if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
-        return payload, None
-    raise UserError(f"checkpoint {weights} holds no state dict of tensors.")
+        reason = _refusal_reason(error)
+        if reason is None:
+            raise _corrupt(weights, error) from None
+        raise UserError(f"checkpoint {weights} was refused: besides tensors it holds pickled Python objects "
+                        f"({reason}), and unpickling those could run arbitrary code. Only {WEIGHTS_FILE} "
+                        "folders from train.py, .safetensors files and .pt/.ckpt files of plain tensors are "
+                        "loaded; re-save a trusted model with `safetensors.torch.save_file(model.state_dict(), "
+                        "'model.safetensors')`.") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        raise _corrupt(weights, error) from None
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):  # a Lightning .ckpt
+        state = {str(k).removeprefix("model."): v for k, v in payload["state_dict"].items()}
+        embedded = payload.get("unlearning_metadata")
+        payload, metadata = state, embedded if isinstance(embedded, dict) else None
+    else:
+        metadata = None
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return payload, metadata
+    raise UserError(f"checkpoint {weights} holds no state dict of tensors (a dict of name -> tensor, or a "
+                    "Lightning .ckpt with one under 'state_dict'); save `model.state_dict()` instead.")
+
+
+def _refusal_reason(error: pickle.UnpicklingError) -> str | None:
+    """What torch's long refusal says it would not build (e.g. ``GLOBAL posix.system``); None if not a refusal."""
+    text = str(error)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"the first one it refused to build is {found.group(1)}"
+    found = re.search(r"Unsupported (operand|class)[^\n.]*", text)
+    return found.group(0).strip() if found else None
+
+
+def _corrupt(weights: Path, error: BaseException) -> UserError:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = next((line for line in lines if "Weights only load failed" not in line and "weights_only" not in line),
+                  type(error).__name__)
+    return UserError(f"checkpoint {weights} is truncated or corrupt and cannot be read ({reason}). "
+                     "Retrain it with train.py or point checkpoint=PATH at an intact copy.")
 
 
 def _load_metadata(metadata_path: Path) -> dict[str, Any]:
@@ -92,9 +131,14 @@ def _load_metadata(metadata_path: Path) -> dict[str, Any]:
         raise UserError(f"checkpoint metadata {metadata_path} is missing; train.py writes it beside the weights "
                         "and unlearn.py needs it to check the checkpoint matches the task.")
     try:
-        return json.loads(metadata_path.read_text())
+        metadata = json.loads(metadata_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"checkpoint metadata {metadata_path} is corrupt ({error}).") from None
+        raise UserError(f"checkpoint metadata {metadata_path} is corrupt ({error}); train.py writes it as a "
+                        "JSON object beside the weights. Retrain, or restore an intact copy.") from None
+    if not isinstance(metadata, dict):
+        raise UserError(f"checkpoint metadata {metadata_path} is not a JSON object; train.py writes one with "
+                        "dataset, label_kind, model and num_classes.")
+    return metadata
 
 
 def check_compatible(metadata: dict[str, Any], expected: dict[str, Any], source: str | Path) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -47,18 +50,61 @@ def build_vit(
     from transformers import ViTConfig, ViTModel
 
     if pretrained:
-        try:
-            vit = ViTModel.from_pretrained(str(pretrained), add_pooling_layer=False)
-        except (OSError, ValueError) as error:
-            where = "local directory" if Path(str(pretrained)).exists() else "hub id"
-            raise UserError(
-                f"cannot load the ViT {where} {pretrained!r}: {str(error).splitlines()[0]} "
-                "Without internet, download it elsewhere (e.g. `huggingface-cli download "
-                "google/vit-base-patch16-224 --local-dir vit-base`), copy the folder here and set "
-                "model.pretrained=PATH, or set model.pretrained=null to build a ViT from model.config."
-            ) from None
+        vit = _load_pretrained(str(pretrained))
         return ViTClassifier(vit, num_classes)
     settings = dict(config or {})
     settings.setdefault("image_size", image_size)
     settings.setdefault("num_channels", in_channels)
     return ViTClassifier(ViTModel(ViTConfig(**settings), add_pooling_layer=False), num_classes)
+
+
+def _load_pretrained(name: str) -> nn.Module:
+    """A pretrained ViTModel from a local folder, the Hugging Face cache, or the hub when it is reachable.
+
+    Local files are tried first without any network access; the hub only when a quick
+    connection test succeeds, so that an offline machine gets the message at once instead
+    of after the hub client's retries (about 40 s).
+    """
+    from transformers import ViTModel
+
+    try:
+        return ViTModel.from_pretrained(name, add_pooling_layer=False, local_files_only=True)
+    except (OSError, ValueError) as error:
+        local_error = error
+    if _looks_local(name) or not _hub_reachable():
+        raise _cannot_load(name, local_error)
+    try:
+        return ViTModel.from_pretrained(name, add_pooling_layer=False)
+    except (OSError, ValueError) as error:
+        raise _cannot_load(name, error) from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return False
+    if any(os.environ.get(key) for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # only the proxy knows; let the hub client try
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _looks_local(name: str) -> bool:
+    return Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
+
+
+def _cannot_load(name: str, error: BaseException) -> UserError:
+    where = "local directory" if _looks_local(name) else "hub id"
+    if _looks_local(name) and not Path(name).expanduser().exists():
+        reason = "it does not exist."
+    else:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return UserError(
+        f"cannot load the ViT {where} {name!r}: {reason} "
+        "Without internet, download it elsewhere (e.g. `huggingface-cli download "
+        "google/vit-base-patch16-224 --local-dir vit-base`), copy the folder here and set "
+        "model.pretrained=PATH, or set model.pretrained=null to build a ViT from model.config."
+    )
