@@ -7,11 +7,12 @@ import hydra
 from omegaconf import DictConfig
 
 from unlearning.cli import preflight, run_job
-from unlearning.jobs.train import train_job
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from unlearning.jobs.train import train_job  # heavy imports after the preflight
+
     return run_job(train_job, cfg)
 
 

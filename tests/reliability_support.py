@@ -77,6 +77,7 @@ def job_config(entry: str, overrides: list[str], run_dir: Path):
 def run_entry(entry: str, overrides: list[str], run_dir: Path) -> int:
     """Run ``train.py``/``unlearn.py`` in this process as the CLI does: preflight, compose, run_job.
 
+    ``run_dir`` is the run folder unless the overrides set ``hydra.run.dir`` themselves.
     Returns the exit status (0 when the job returned). Output goes to the real stdout and
     stderr, for ``capsys`` to read.
     """
@@ -84,6 +85,10 @@ def run_entry(entry: str, overrides: list[str], run_dir: Path) -> int:
     from unlearning.jobs.train import train_job
     from unlearning.jobs.unlearn import unlearn_job
 
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
+    if given:
+        run_dir = Path(given[-1])
+        overrides = [o for o in overrides if not o.startswith("hydra.run.dir=")]
     try:
         preflight(CONF, entry, [*overrides, f"hydra.run.dir={run_dir}"])
         cfg = job_config(entry, overrides, run_dir)

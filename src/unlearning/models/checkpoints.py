@@ -110,18 +110,16 @@ def _load_weights(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
 def _refusal_reason(error: pickle.UnpicklingError) -> str | None:
     """What torch's long refusal says it would not build (e.g. ``GLOBAL posix.system``); None if not a refusal."""
-    text = str(error)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found:
-        return f"the first one it refused to build is {found.group(1)}"
-    found = re.search(r"Unsupported (operand|class)[^\n.]*", text)
-    return found.group(0).strip() if found else None
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return f"the first one it refused to build is {found.group(1)}" if found else None
 
 
 def _corrupt(weights: Path, error: BaseException) -> UserError:
+    found = re.search(r"Unsupported operand \d+|invalid load key[^\n]*", str(error))
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    reason = next((line for line in lines if "Weights only load failed" not in line and "weights_only" not in line),
-                  type(error).__name__)
+    reason = found.group(0).rstrip(".") if found else next(
+        (line for line in lines if "Weights only load failed" not in line and "weights_only" not in line),
+        type(error).__name__)
     return UserError(f"checkpoint {weights} is truncated or corrupt and cannot be read ({reason}). "
                      "Retrain it with train.py or point checkpoint=PATH at an intact copy.")
 
