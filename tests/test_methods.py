@@ -19,7 +19,7 @@ import torch
 from omegaconf import open_dict
 from safetensors.torch import load_file
 
-from tests.conftest import QUIET, compose_config
+from tests.conftest import QUIET, compose_config, run_cli
 from unlearning.compare import main as compare_main
 from unlearning.compare import table
 from unlearning.errors import UserError
@@ -38,8 +38,8 @@ SHORT = {
     "finetune": ["method.epochs=2"],
     "badteacher": ["method.epochs=3"],
     "amnesiac": ["method.epochs=1"],
-    "unsir": ["method.noise_batches=20"],
-    "scrub": ["method.epochs=2", "method.forget_batch_size=16", "method.lr=0.01"],
+    "unsir": ["method.noise_batches=20", "method.samples_per_class=50"],
+    "scrub": ["method.epochs=2", "method.lr=0.01"],
     "salun": ["method.epochs=3", "method.lr=0.05"],
     "jit": [],
     "assd": [],
@@ -220,6 +220,7 @@ def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path,
         assert info["alpha"] > 0 and info["parameters_changed"] > 0
     if method == "unsir":
         assert info["forgotten_label"] == 3 and info["noise_samples"] == 32 * 20
+        assert info["retained_samples"] == 9 * 50
 
 
 @pytest.mark.parametrize("method,task", [("badteacher", "subclass"), ("jit", "random")])
@@ -237,9 +238,9 @@ def test_quick_methods_on_subclass_and_random_tasks(trained_root, tmp_path, meth
 @pytest.mark.slow
 @pytest.mark.parametrize("method,min_drop,min_retain", [
     ("retrain", 90.0, 85.0),
-    ("finetune", 5.0, 90.0),
+    ("finetune", 20.0, 90.0),
     ("amnesiac", 20.0, 90.0),
-    ("scrub", 5.0, 85.0),
+    ("scrub", 50.0, 85.0),
     ("salun", 5.0, 85.0),
 ])
 def test_training_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path, method, min_drop, min_retain):
@@ -262,3 +263,17 @@ def test_every_method_runs_subclass_and_random(trained_root, tmp_path, method, t
     assert all(math.isfinite(after[key]) for key in ("retain_test_acc", "forget_train_acc", "mia", "zrf"))
     assert weights_changed(tmp_path, trained_root / "checkpoints" / (
         "digits-coarse-resnet18-8px" if task == "subclass" else "digits-fine-resnet18-8px"))
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_training_method_runs_under_ddp(trained_root, tmp_path):
+    """A phased training method on 2 CPU processes (gloo): sharded phases, one result written by rank 0."""
+    run_dir = tmp_path / "run"
+    result = run_cli("unlearn.py", *QUIET, "method=salun", "method.epochs=2", "method.lr=0.05", "trainer=ddp",
+                     f"hydra.run.dir={run_dir}", root=trained_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    before, after = results["metrics"]["original"], results["metrics"]["unlearned"]
+    assert after["forget_test_acc"] < before["forget_test_acc"]
+    assert results["method_info"]["salient_parameters"] == results["method_info"]["parameters_total"] // 2

@@ -35,6 +35,7 @@ class Retrain(UnlearningMethod):
         epochs = int(self.epochs if self.epochs is not None else schedule["epochs"])
         batch_size = int(self.batch_size or schedule.get("batch_size", data.batch_size))
         model.load_state_dict(context.fresh_model().state_dict())
+        model.train()
         module = ImageClassifier(model, num_classes=data.num_classes, lr=schedule["lr"],
                                  momentum=schedule.get("momentum", 0.9), weight_decay=schedule.get("weight_decay", 5e-4),
                                  milestones=schedule.get("milestones", []), gamma=schedule.get("gamma", 0.2),
