@@ -230,3 +230,28 @@ def test_unlearn_runs_share_the_cache_and_cache_false_writes_nothing(tmp_path):
     assert same(off["metrics"], cold["metrics"]), "caching changes no number"
     assert same(off["metrics"]["original"], warm["metrics"]["original"])
     assert not math.isnan(warm["metrics"]["original"]["zrf"])
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_ranks_share_rank_zero_entries(tmp_path):
+    """Under DDP, rank 0 decides hit or miss and every rank dampens with the same tensors."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    runs = []
+    for name in ("cold", "warm"):
+        out = tmp_path / f"{name}.json"
+        done = subprocess.run([sys.executable, str(root / "tests" / "scripts" / "ddp_cache.py"), str(tmp_path / "c"),
+                               str(out)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(out.read_text()))
+    cold, warm = runs
+    assert [r["cache_use"] for r in cold] == [{"full": "computed", "forget": "computed"}] * 2
+    assert [r["cache_use"] for r in warm] == [{"full": "hit", "forget": "hit"}] * 2
+    assert len({r["weights"] for r in cold + warm}) == 1, "all ranks and both runs dampen identically"
+    assert len(list((tmp_path / "c").glob("*.safetensors"))) == 2, "rank 0 alone wrote the two entries"

@@ -161,6 +161,16 @@ def dampen(
         imp_full = full[name].to(param.device, torch.float32)
         imp_forget = forget[name].to(param.device, torch.float32)
         selected = imp_forget > alpha * imp_full
+        if param.is_contiguous():
+            # Work on the selected entries only (usually a small fraction): a few passes over
+            # the tensor instead of a dozen full-size temporaries.
+            where = selected.reshape(-1).nonzero().squeeze(1)
+            values = param.view(-1).index_select(0, where)
+            factor = (lambda_ * imp_full.reshape(-1).index_select(0, where)
+                      / imp_forget.reshape(-1).index_select(0, where)).clamp(max=1.0)
+            changed.append(((factor < 1) & (values != 0)).sum())
+            param.view(-1).index_copy_(0, where, values * factor.to(param.dtype))
+            continue
         safe_forget = torch.where(selected, imp_forget, torch.ones_like(imp_forget))
         factor = torch.where(selected, (lambda_ * imp_full / safe_forget).clamp(max=1.0), torch.ones_like(imp_forget))
         changed.append((selected & (factor < 1) & (param != 0)).sum())

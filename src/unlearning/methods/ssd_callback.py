@@ -172,15 +172,17 @@ class SSDCallback(L.Callback):
             parts = importance_parts(self._weights, trainer.datamodule, split, self.variant, self.batch_size,
                                      self.autocast_dtype, self.channels_last)
         found = self.cache.get(parts) if parts is not None else None
+        usable = parts is not None
         if trainer.world_size > 1:
-            if trainer.strategy.broadcast(found is not None, src=0):
+            hit, usable = trainer.strategy.broadcast((found is not None, usable), src=0)
+            if hit:
                 found = self._from_rank_zero(trainer, model, found)
         if found is not None:
             self.cache_use[split] = "hit"
             device = next(model.parameters()).device
             return {name: value.to(device) for name, value in found.items()}
         value = compute()
-        self.cache_use[split] = "computed" if parts is not None else "computed (data cannot be fingerprinted)"
+        self.cache_use[split] = "computed" if usable else "computed (data cannot be fingerprinted)"
         if zero and parts is not None:
             self.cache.put(parts, value)
         return value
