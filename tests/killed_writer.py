@@ -127,7 +127,7 @@ def main() -> None:
         target = base / f"trial{trial}" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         pid = _fork(lambda target=target: loop(target))
-        time.sleep(rng.uniform(0.02, 1.5))
+        time.sleep(rng.uniform(0.02, 1.0))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         print(f"killed trial {trial}", flush=True)

@@ -66,6 +66,7 @@ def test_code_carrying_checkpoint_is_refused(tmp_path, kind, suffix):
     assert not marker.exists(), "unpickling ran the payload"
 
 
+@pytest.mark.slow  # the default suite runs the same case as a subprocess in tests/test_bad_input.py
 def test_unlearn_cli_refuses_code_carrying_checkpoint(tmp_path):
     """unlearn.py checkpoint=evil.ckpt: exit 2, one paragraph, no traceback, no code run, no results."""
     root = make_tiny_root(tmp_path / "root")
@@ -84,8 +85,30 @@ def test_unlearn_cli_refuses_code_carrying_checkpoint(tmp_path):
     assert result_like(files_under(root) - before) == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("unlearning.cache") is None,
-                    reason="the importance cache (issue 7) is not merged yet")
+HAS_CACHE = importlib.util.find_spec("unlearning.cache") is not None
+
+
+@pytest.mark.skipif(not HAS_CACHE, reason="the importance cache (issue 7) is not merged yet")
+@pytest.mark.parametrize("kind", ["zip", "legacy", "plain_pickle"])
+def test_code_carrying_cache_entry_is_ignored(tmp_path, kind):
+    """A cache file replaced by a pickle payload is rejected as unreadable: no code runs, the entry is recomputed."""
+    from unlearning.cache import TensorCache
+
+    parts = {"kind": "importance", "weights": "w", "split": "forget", "batch_size": 64}
+    cache = TensorCache(tmp_path / "cache")
+    cache.put(parts, {"conv.weight": torch.ones(3, 3)})
+    marker = tmp_path / "MARKER"
+    write_payload(cache.path(cache.key(parts)), marker, kind)
+    fresh = TensorCache(tmp_path / "cache")  # another process: nothing in memory
+    assert fresh.get(parts) is None and fresh.stats.rejected == 1
+    value = fresh.get_or_compute(parts, lambda: {"conv.weight": torch.full((3, 3), 2.0)})
+    assert torch.equal(value["conv.weight"], torch.full((3, 3), 2.0))
+    assert not marker.exists(), "a cache entry was unpickled"
+    assert torch.equal(TensorCache(tmp_path / "cache").get(parts)["conv.weight"], torch.full((3, 3), 2.0))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_CACHE, reason="the importance cache (issue 7) is not merged yet")
 def test_code_carrying_cache_entries_are_never_unpickled(tmp_path):
     """Every cache file replaced by a pickle payload: the rerun ignores them and no code runs."""
     root = make_tiny_root(tmp_path / "root")

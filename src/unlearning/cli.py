@@ -49,9 +49,13 @@ def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
 
 
 def fail(message: str, log_it: bool = True) -> None:
-    """Print ``message`` as one paragraph on stderr (and to the run's log) and exit with status 2."""
+    """Print ``message`` as one paragraph on stderr (and to the run's log) and exit with status 2.
+
+    The message goes to the log only where logging is configured (Hydra's job log): without
+    a handler, Python's last-resort handler would print it on stderr a second time.
+    """
     text = textwrap.fill(f"error: {message}", width=100, break_long_words=False, break_on_hyphens=False)
-    if log_it:
+    if log_it and log.hasHandlers():
         log.error(message)
     print(text, file=sys.stderr, flush=True)
     sys.exit(EXIT_USER_ERROR)
@@ -81,7 +85,7 @@ def preflight(config_dir: str | Path, config_name: str, argv: Sequence[str]) -> 
     if problem is None and not (args.help or args.hydra_help or args.info or args.shell_completion or args.cfg):
         problem = compose_problem(config_dir, config_name, overrides, args.multirun)
     if problem:
-        fail(problem, log_it=False)  # logging is not configured yet: it would print the message twice
+        fail(problem)
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:

@@ -19,6 +19,25 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_mode(directory: bool = False) -> int:
+    """The permissions a plain ``open()``/``mkdir()`` would give; temporary files start at 0600/0700."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 def fsync_directory(directory: str | Path) -> None:
     """Flush a folder's entries (a rename is durable only once its folder is synced)."""
     try:
@@ -50,6 +69,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, usual_mode())  # readable like any other file, not 0600 (mkstemp's, safetensors')
         fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -81,9 +101,11 @@ def atomic_write_directory(directory: str | Path, fill: Callable[[Path], None], 
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
+        os.chmod(staging, usual_mode(directory=True))
         fill(staging)
         for entry in staging.iterdir():
             if entry.is_file():
+                os.chmod(entry, usual_mode())
                 fsync_file(entry)
         fsync_directory(staging)
         _publish(staging, directory, replace)

@@ -42,7 +42,7 @@ def peak_rss_mib() -> float:
 def live_tensors() -> int:
     import torch
 
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, torch.Tensor))
+    return sum(1 for obj in gc.get_objects() if issubclass(type(obj), torch.Tensor))
 
 
 def log_handlers() -> int:

@@ -44,13 +44,19 @@ def deterministic_mode(cfg: Any) -> bool | str:
 
 
 def configure_determinism(mode: bool | str) -> None:
-    """Switch PyTorch's deterministic algorithms, cuDNN and cuBLAS settings on (or leave them alone)."""
-    if not mode:
-        return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.use_deterministic_algorithms(True, warn_only=mode == "warn")
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    """Switch PyTorch's deterministic algorithms, cuDNN and cuBLAS settings on, or back off.
+
+    The same switches Lightning's ``Trainer(deterministic=...)`` sets, but applied when the
+    job starts: before the first CUDA call (cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` once)
+    and for the passes made outside a Trainer. ``False`` undoes an earlier run's ``True``
+    in the same process (a multirun), as a Trainer would.
+    """
+    if mode:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(bool(mode), warn_only=mode == "warn")
+    torch.backends.cudnn.deterministic = bool(mode)
+    if mode:
+        torch.backends.cudnn.benchmark = False
 
 
 def start_job(cfg: Any) -> int:
