@@ -23,7 +23,14 @@ import torch
 
 from tests.conftest import QUIET, ROOT, run_cli
 from tests.fixtures.cifar_files import trust_generated_files, write_cifar10
-from tests.reliability_support import TINY, files_under, make_tiny_root, result_like, run_entry, save_random_checkpoint
+from tests.reliability_support import (
+    TINY,
+    files_under,
+    make_tiny_root,
+    result_like,
+    run_entry,
+    save_random_checkpoint,
+)
 from tests.test_safe_loading import write_payload
 
 HAS_REPORT = importlib.util.find_spec("unlearning.report") is not None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from hydra.errors import InstantiationException
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn

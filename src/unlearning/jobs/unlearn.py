@@ -18,6 +18,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from unlearning.errors import UserError
 from unlearning.evaluation.evaluate import METRIC_NAMES, evaluate, teacher_logits
 from unlearning.io import atomic_write_json
 from unlearning.jobs.builders import (
@@ -33,9 +34,14 @@ from unlearning.jobs.launched import prepare_job
 from unlearning.jobs.report_table import print_before_after
 from unlearning.jobs.train import registry_path, train
 from unlearning.methods.base import MethodContext, UnlearningMethod
-from unlearning.models.checkpoints import check_compatible, checkpoint_exists, load_checkpoint, load_into, save_checkpoint
+from unlearning.models.checkpoints import (
+    check_compatible,
+    checkpoint_exists,
+    load_checkpoint,
+    load_into,
+    save_checkpoint,
+)
 from unlearning.models.classifier import training_settings
-from unlearning.errors import UserError
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 
