@@ -110,7 +110,7 @@ def test_lfssd_uses_no_labels(trained_root, tmp_path, monkeypatch):
     original_unlearn = ssd_method.SSD.unlearn
 
     def spy(self, model, data, context):
-        info = original_unlearn(self, model, data, context)
+        original_unlearn(self, model, data, context)
         captured["state"] = {k: v.clone() for k, v in model.state_dict().items()}
         raise KeyboardInterrupt  # stop before evaluation, which does need labels
 
