@@ -19,6 +19,8 @@ def comparable(results: dict) -> str:
     """results.json without wall times and run paths, as JSON text (so that NaN equals NaN)."""
     kept = {key: value for key, value in results.items() if key not in VOLATILE}
     kept["method_info"] = {key: value for key, value in results["method_info"].items() if not key.endswith("_time_s")}
+    if "config" in kept:  # the logger writes into the run's own folder, so its save_dir differs by design
+        kept["config"] = {key: value for key, value in kept["config"].items() if key != "logger"}
     return json.dumps(kept, sort_keys=True)
 
 

@@ -38,7 +38,7 @@ SHORT = {
     "finetune": ["method.epochs=2"],
     "badteacher": ["method.epochs=3"],
     "amnesiac": ["method.epochs=1"],
-    "unsir": ["method.noise_batches=20", "method.samples_per_class=50"],
+    "unsir": ["method.noise_batches=20", "method.samples_per_class=100"],
     "scrub": ["method.epochs=2", "method.lr=0.01"],
     "salun": ["method.epochs=3", "method.lr=0.05"],
     "jit": [],
@@ -220,7 +220,7 @@ def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path,
         assert info["alpha"] > 0 and info["parameters_changed"] > 0
     if method == "unsir":
         assert info["forgotten_label"] == 3 and info["noise_samples"] == 32 * 20
-        assert info["retained_samples"] == 9 * 50
+        assert info["retained_samples"] == 9 * 100
 
 
 @pytest.mark.parametrize("method,task", [("badteacher", "subclass"), ("jit", "random")])
