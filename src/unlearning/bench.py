@@ -504,13 +504,21 @@ def print_table(out: dict) -> None:
     Console(width=160).print(table)
 
 
-def save(out: dict, path: Path) -> None:
+def save(out: dict, path: Path, sections: set[str]) -> None:
+    """Store ``out`` in ``path`` under the device's name (``cpu``, ``cuda``), beside other devices' results.
+
+    A run of other sections than the default set is stored under ``<device>:<sections>``,
+    so that a partial run never replaces a full one.
+    """
     from unlearning.io import atomic_write_json
 
     previous: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         previous = json.loads(path.read_text())
-    previous[out["machine"]["device"]] = out
+    key = out["machine"]["device"]
+    if sections != set(DEFAULT_SECTIONS):
+        key += ":" + "+".join(s for s in SECTIONS if s in sections)
+    previous[key] = out
     atomic_write_json(path, previous)
 
 
@@ -569,7 +577,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         bench_autocast(args.autocast_checkpoint, device, args.autocast_forget, out)
     out["total_s"] = time.perf_counter() - start
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
-    save(out, args.output)
+    save(out, args.output, sections)
     print_table(out)
     print(f"total {out['total_s']:.0f} s; results: {args.output}")
     return out

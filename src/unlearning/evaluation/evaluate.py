@@ -14,7 +14,12 @@ import torch
 from torch import nn
 
 from unlearning.data.datamodule import UnlearningDataModule
-from unlearning.evaluation.metrics import accuracy, membership_inference_from_logits, per_class_accuracy, zrf_from_logits
+from unlearning.evaluation.metrics import (
+    accuracy,
+    membership_inference_from_logits,
+    per_class_accuracy,
+    zrf_from_logits,
+)
 from unlearning.evaluation.predictions import predict
 from unlearning.fingerprint import dataset_digest, split_digest, weights_digest
 
