@@ -194,6 +194,11 @@ def bare_forward(model: nn.Module, data: UnlearningDataModule, device) -> None:
             model(images.to(device, non_blocking=True))
 
 
+def note(message: str) -> None:
+    """Progress on stderr: a CPU run takes a while."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
@@ -209,8 +214,10 @@ def bench_ssd_and_grid(w: Workload, device: torch.device, sections: set[str], ou
     images, labels = next(iter(data.loader("forget", batch_size=w.batch_size)))
     F.cross_entropy(warm(images.to(device)), labels.to(device)).backward()
     del warm
+    note(f"bare forward+backward loop over D and Df ({n_images} images)")
     with clock(times, "bare_fwd_bwd"):
         bare_forward_backward(copy.deepcopy(original), data, w.batch_size, device)
+    note(f"bare loop {times['bare_fwd_bwd_s']:.1f} s; SSD runs next")
     with tempfile.TemporaryDirectory(prefix="unlearning-bench-") as directory:
         cache = TensorCache(directory)
         grid = [(alpha, lambda_) for alpha in (5.0, 10.0, 20.0) for lambda_ in (0.5, 1.0, 2.0)]
@@ -225,6 +232,7 @@ def bench_ssd_and_grid(w: Workload, device: torch.device, sections: set[str], ou
                 point.update(importance_cache=info["importance_cache"], fraction_changed=info["fraction_changed"],
                              importance_s=info["importance_full_time_s"] + info["importance_forget_time_s"])
                 points.append(point)
+                note(f"SSD alpha={alpha} lambda={lambda_}: {point['run_s']:.1f} s ({info['importance_cache']})")
                 if "grid" not in sections:
                     break
         stats = cache.stats.as_dict()
@@ -279,6 +287,7 @@ def bench_evaluation(w: Workload, device: torch.device, out: dict) -> None:
     bare_forward(original, data, device)  # untimed: warm-up (first-touch costs hit whichever pass comes first)
     with clock(times, "bare_forward"):
         bare_forward(original, data, device)
+    note(f"evaluation: bare forward {times['bare_forward_s']:.1f} s")
     with tempfile.TemporaryDirectory(prefix="unlearning-bench-") as directory:
         cache = TensorCache(directory)
         random_logits = teacher_logits(teacher_model, data, cache)
@@ -305,6 +314,7 @@ def bench_retrain(w: Workload, device: torch.device, out: dict) -> None:
     trainer = trainer_factory(device)(max_epochs=2, enable_checkpointing=False, limit_val_batches=0,
                                       num_sanity_val_steps=0)
     times: dict[str, float] = {}
+    note("retrain: 2 epochs on Dr")
     with clock(times, "retrain_2_epochs"):
         trainer.fit(module, train_dataloaders=data.loader("retain", augment=True, shuffle=True,
                                                           batch_size=w.batch_size))
@@ -375,6 +385,7 @@ def vit_memory_child(n_full: int, device_name: str) -> dict[str, Any]:
 def bench_vit_memory(sizes: list[int], device: torch.device, out: dict) -> None:
     runs = []
     for n in sizes:
+        note(f"ViT memory run with D={n} (a fresh process)")
         command = [sys.executable, "-m", "unlearning.bench", "--vit-child", str(n), "--device", device.type]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
