@@ -396,7 +396,7 @@ def bench_vit_memory(sizes: list[int], device: torch.device, out: dict) -> None:
                          "peak_growth_large_vs_small": ratio(runs[-1][key], runs[0][key])}
 
 
-def bench_autocast(checkpoint: Path, device: torch.device, forget: str, out: dict) -> None:
+def bench_autocast(checkpoint: Path, device: torch.device, forget: str, alphas: list[float], out: dict) -> None:
     """How much bf16 autocast changes SSD's selection, on a trained digits model and the real data."""
     from unlearning.data.digits import build_digits
     from unlearning.evaluation.metrics import accuracy
@@ -419,7 +419,7 @@ def bench_autocast(checkpoint: Path, device: torch.device, forget: str, out: dic
         runs[name] = {"full": full, "forget": forget_imp, "seconds": time.perf_counter() - start}
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "forget": data.split.description,
                               "fp32_s": runs["fp32"]["seconds"], "bf16_s": runs["bf16"]["seconds"], "alphas": {}}
-    for alpha in (5.0, 10.0, 20.0):
+    for alpha in alphas:
         chosen = {name: {k: run["forget"][k] > alpha * run["full"][k] for k in run["full"]}
                   for name, run in runs.items()}
         both = sum(int((chosen["fp32"][k] & chosen["bf16"][k]).sum()) for k in chosen["fp32"])
@@ -495,7 +495,10 @@ def rows(out: dict) -> list[tuple[str, str, str, str]]:
                          f"{r['ssd_s']:.0f} s" for r in v["runs"])
         add(f"ViT 224 px peak memory, large D / small D ({v['measure']})", v["peak_growth_large_vs_small"], None, runs)
     if "autocast" in out:
-        for alpha, row in out["autocast"]["alphas"].items():
+        a = out["autocast"]
+        add("bf16 autocast importance pass: fp32 time / bf16 time", ratio(a["fp32_s"], a["bf16_s"]), None,
+            f"{a['fp32_s']:.1f} s vs {a['bf16_s']:.1f} s for D and Df of {a['forget']} ({a['checkpoint']})")
+        for alpha, row in a["alphas"].items():
             add(f"bf16 autocast: selection Jaccard vs fp32, alpha {alpha}", row["jaccard"], None,
                 f"{row['selected_fp32']} vs {row['selected_bf16']} selected; Df-test acc "
                 f"{row['fp32_forget_test_acc']:.1f}/{row['bf16_forget_test_acc']:.1f}, Dr-test "
@@ -544,6 +547,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--vit-sizes", default="2000,20000", help="D sizes of the ViT memory runs")
     parser.add_argument("--autocast-checkpoint", type=Path, help="a digits ResNet18 folder made by train.py")
     parser.add_argument("--autocast-forget", default="3")
+    parser.add_argument("--autocast-alphas", default="10,50,100,500", help="selection weightings to compare at")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--vit-child", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -585,7 +589,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if "vit_memory" in sections:
         bench_vit_memory([int(n) for n in args.vit_sizes.split(",")], device, out)
     if "autocast" in sections:
-        bench_autocast(args.autocast_checkpoint, device, args.autocast_forget, out)
+        bench_autocast(args.autocast_checkpoint, device, args.autocast_forget,
+                       [float(a) for a in args.autocast_alphas.split(",")], out)
     out["total_s"] = time.perf_counter() - start
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
     save(out, args.output, sections)
