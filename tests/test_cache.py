@@ -255,3 +255,40 @@ def test_ddp_ranks_share_rank_zero_entries(tmp_path):
     assert [r["cache_use"] for r in warm] == [{"full": "hit", "forget": "hit"}] * 2
     assert len({r["weights"] for r in cold + warm}) == 1, "all ranks and both runs dampen identically"
     assert len(list((tmp_path / "c").glob("*.safetensors"))) == 2, "rank 0 alone wrote the two entries"
+
+
+def test_parallel_jobs_wait_for_the_one_computing(tmp_path):
+    """Jobs of a sweep started together: one computes, the others wait for its entry (a lock file)."""
+    import os
+    import threading
+    import time
+
+    writer, waiter = TensorCache(tmp_path, poll_s=0.05), TensorCache(tmp_path, poll_s=0.05)
+    started, calls = threading.Event(), []
+
+    def first_job():
+        with writer.claim(PARTS) as found:
+            assert found is None
+            started.set()
+            time.sleep(0.5)  # computing
+            writer.put(PARTS, entry())
+
+    job = threading.Thread(target=first_job)
+    job.start()
+    started.wait()
+    value = waiter.get_or_compute(PARTS, lambda: calls.append(1) or entry(5))
+    job.join()
+    assert calls == [] and waiter.stats.waits == 1 and torch.equal(value["a.weight"], entry()["a.weight"])
+    assert not list(tmp_path.glob("*.lock")), "the lock is released"
+
+    other = dict(PARTS, batch_size=7)
+    lock = waiter.path(waiter.key(other)).with_suffix(".safetensors.lock")
+    lock.write_text("a job that died\n")
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    assert waiter.get_or_compute(other, lambda: calls.append(1) or entry()) is not None and calls == [1], \
+        "a stale lock is taken over"
+    impatient = TensorCache(tmp_path, wait_s=0.2, poll_s=0.05)
+    lock2 = impatient.path(impatient.key(dict(PARTS, batch_size=10))).with_suffix(".safetensors.lock")
+    lock2.write_text("a live job\n")
+    impatient.get_or_compute(dict(PARTS, batch_size=10), lambda: calls.append(2) or entry())
+    assert calls[-1] == 2, "after wait_s the waiter computes the entry itself"

@@ -194,6 +194,11 @@ def bare_forward(model: nn.Module, data: UnlearningDataModule, device) -> None:
             model(images.to(device, non_blocking=True))
 
 
+def note(message: str) -> None:
+    """Progress on stderr: a CPU run takes a while."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
@@ -209,8 +214,10 @@ def bench_ssd_and_grid(w: Workload, device: torch.device, sections: set[str], ou
     images, labels = next(iter(data.loader("forget", batch_size=w.batch_size)))
     F.cross_entropy(warm(images.to(device)), labels.to(device)).backward()
     del warm
+    note(f"bare forward+backward loop over D and Df ({n_images} images)")
     with clock(times, "bare_fwd_bwd"):
         bare_forward_backward(copy.deepcopy(original), data, w.batch_size, device)
+    note(f"bare loop {times['bare_fwd_bwd_s']:.1f} s; SSD runs next")
     with tempfile.TemporaryDirectory(prefix="unlearning-bench-") as directory:
         cache = TensorCache(directory)
         grid = [(alpha, lambda_) for alpha in (5.0, 10.0, 20.0) for lambda_ in (0.5, 1.0, 2.0)]
@@ -225,6 +232,7 @@ def bench_ssd_and_grid(w: Workload, device: torch.device, sections: set[str], ou
                 point.update(importance_cache=info["importance_cache"], fraction_changed=info["fraction_changed"],
                              importance_s=info["importance_full_time_s"] + info["importance_forget_time_s"])
                 points.append(point)
+                note(f"SSD alpha={alpha} lambda={lambda_}: {point['run_s']:.1f} s ({info['importance_cache']})")
                 if "grid" not in sections:
                     break
         stats = cache.stats.as_dict()
@@ -279,6 +287,7 @@ def bench_evaluation(w: Workload, device: torch.device, out: dict) -> None:
     bare_forward(original, data, device)  # untimed: warm-up (first-touch costs hit whichever pass comes first)
     with clock(times, "bare_forward"):
         bare_forward(original, data, device)
+    note(f"evaluation: bare forward {times['bare_forward_s']:.1f} s")
     with tempfile.TemporaryDirectory(prefix="unlearning-bench-") as directory:
         cache = TensorCache(directory)
         random_logits = teacher_logits(teacher_model, data, cache)
@@ -305,6 +314,7 @@ def bench_retrain(w: Workload, device: torch.device, out: dict) -> None:
     trainer = trainer_factory(device)(max_epochs=2, enable_checkpointing=False, limit_val_batches=0,
                                       num_sanity_val_steps=0)
     times: dict[str, float] = {}
+    note("retrain: 2 epochs on Dr")
     with clock(times, "retrain_2_epochs"):
         trainer.fit(module, train_dataloaders=data.loader("retain", augment=True, shuffle=True,
                                                           batch_size=w.batch_size))
@@ -375,6 +385,7 @@ def vit_memory_child(n_full: int, device_name: str) -> dict[str, Any]:
 def bench_vit_memory(sizes: list[int], device: torch.device, out: dict) -> None:
     runs = []
     for n in sizes:
+        note(f"ViT memory run with D={n} (a fresh process)")
         command = [sys.executable, "-m", "unlearning.bench", "--vit-child", str(n), "--device", device.type]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -385,7 +396,7 @@ def bench_vit_memory(sizes: list[int], device: torch.device, out: dict) -> None:
                          "peak_growth_large_vs_small": ratio(runs[-1][key], runs[0][key])}
 
 
-def bench_autocast(checkpoint: Path, device: torch.device, forget: str, out: dict) -> None:
+def bench_autocast(checkpoint: Path, device: torch.device, forget: str, alphas: list[float], out: dict) -> None:
     """How much bf16 autocast changes SSD's selection, on a trained digits model and the real data."""
     from unlearning.data.digits import build_digits
     from unlearning.evaluation.metrics import accuracy
@@ -408,7 +419,7 @@ def bench_autocast(checkpoint: Path, device: torch.device, forget: str, out: dic
         runs[name] = {"full": full, "forget": forget_imp, "seconds": time.perf_counter() - start}
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "forget": data.split.description,
                               "fp32_s": runs["fp32"]["seconds"], "bf16_s": runs["bf16"]["seconds"], "alphas": {}}
-    for alpha in (5.0, 10.0, 20.0):
+    for alpha in alphas:
         chosen = {name: {k: run["forget"][k] > alpha * run["full"][k] for k in run["full"]}
                   for name, run in runs.items()}
         both = sum(int((chosen["fp32"][k] & chosen["bf16"][k]).sum()) for k in chosen["fp32"])
@@ -484,7 +495,10 @@ def rows(out: dict) -> list[tuple[str, str, str, str]]:
                          f"{r['ssd_s']:.0f} s" for r in v["runs"])
         add(f"ViT 224 px peak memory, large D / small D ({v['measure']})", v["peak_growth_large_vs_small"], None, runs)
     if "autocast" in out:
-        for alpha, row in out["autocast"]["alphas"].items():
+        a = out["autocast"]
+        add("bf16 autocast importance pass: fp32 time / bf16 time", ratio(a["fp32_s"], a["bf16_s"]), None,
+            f"{a['fp32_s']:.1f} s vs {a['bf16_s']:.1f} s for D and Df of {a['forget']} ({a['checkpoint']})")
+        for alpha, row in a["alphas"].items():
             add(f"bf16 autocast: selection Jaccard vs fp32, alpha {alpha}", row["jaccard"], None,
                 f"{row['selected_fp32']} vs {row['selected_bf16']} selected; Df-test acc "
                 f"{row['fp32_forget_test_acc']:.1f}/{row['bf16_forget_test_acc']:.1f}, Dr-test "
@@ -504,13 +518,21 @@ def print_table(out: dict) -> None:
     Console(width=160).print(table)
 
 
-def save(out: dict, path: Path) -> None:
+def save(out: dict, path: Path, sections: set[str]) -> None:
+    """Store ``out`` in ``path`` under the device's name (``cpu``, ``cuda``), beside other devices' results.
+
+    A run of other sections than the default set is stored under ``<device>:<sections>``,
+    so that a partial run never replaces a full one.
+    """
     from unlearning.io import atomic_write_json
 
     previous: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         previous = json.loads(path.read_text())
-    previous[out["machine"]["device"]] = out
+    key = out["machine"]["device"]
+    if sections != set(DEFAULT_SECTIONS):
+        key += ":" + "+".join(s for s in SECTIONS if s in sections)
+    previous[key] = out
     atomic_write_json(path, previous)
 
 
@@ -525,6 +547,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--vit-sizes", default="2000,20000", help="D sizes of the ViT memory runs")
     parser.add_argument("--autocast-checkpoint", type=Path, help="a digits ResNet18 folder made by train.py")
     parser.add_argument("--autocast-forget", default="3")
+    parser.add_argument("--autocast-alphas", default="10,50,100,500", help="selection weightings to compare at")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--vit-child", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -566,10 +589,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if "vit_memory" in sections:
         bench_vit_memory([int(n) for n in args.vit_sizes.split(",")], device, out)
     if "autocast" in sections:
-        bench_autocast(args.autocast_checkpoint, device, args.autocast_forget, out)
+        bench_autocast(args.autocast_checkpoint, device, args.autocast_forget,
+                       [float(a) for a in args.autocast_alphas.split(",")], out)
     out["total_s"] = time.perf_counter() - start
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
-    save(out, args.output)
+    save(out, args.output, sections)
     print_table(out)
     print(f"total {out['total_s']:.0f} s; results: {args.output}")
     return out

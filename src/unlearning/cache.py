@@ -21,13 +21,14 @@ dictionary: loading an entry cannot execute code, unlike a pickle.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class CacheStats:
     disk_hits: int = 0
     misses: int = 0
     writes: int = 0
+    waits: int = 0
     rejected: int = 0
     evicted: int = 0
     load_s: float = 0.0
@@ -74,9 +76,12 @@ class TensorCache:
     """
 
     def __init__(self, directory: str | Path | None, memory_bytes: int = 2 << 30,
-                 disk_bytes: int | None = 20 << 30, write: bool = True):
+                 disk_bytes: int | None = 20 << 30, write: bool = True, wait_s: float = 1200.0,
+                 stale_s: float = 60.0, poll_s: float = 1.0):
         self.directory = Path(directory).expanduser() if directory is not None else None
         self.memory_bytes, self.disk_bytes, self.write = int(memory_bytes), disk_bytes, write
+        # Waiting stays below the 30 min default timeout of DDP collectives: other ranks wait meanwhile.
+        self.wait_s, self.stale_s, self.poll_s = float(wait_s), float(stale_s), float(poll_s)
         self._memory: OrderedDict[str, Tensors] = OrderedDict()
         self._lock = threading.Lock()
         self.stats = CacheStats()
@@ -160,13 +165,58 @@ class TensorCache:
         self._evict_disk()
 
     def get_or_compute(self, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, torch.Tensor]]) -> Tensors:
-        """The cached entry for ``parts``, or ``compute()`` stored and returned."""
+        """The cached entry for ``parts``, or ``compute()`` stored and returned (see :meth:`claim`)."""
+        with self.claim(parts) as found:
+            if found is not None:
+                return found
+            value = dict(compute())
+            self.put(parts, value)
+            return value
+
+    @contextlib.contextmanager
+    def claim(self, parts: Mapping[str, Any]) -> Iterator[Tensors | None]:
+        """Yield the entry for ``parts``, or None and the right to compute it while the block runs.
+
+        Jobs of a sweep started together (a SLURM array, a multirun on the joblib launcher)
+        all miss at first; so that they compute each entry once, the first takes a lock file
+        beside the entry and the others wait, up to ``wait_s`` seconds, for the entry to
+        appear. The holder touches its lock every few seconds; a lock left untouched for
+        ``stale_s`` seconds (its job died) is taken over. When the wait runs out the waiter
+        computes the entry itself: duplicate work, never a wrong or missing result.
+        """
         found = self.get(parts)
-        if found is not None:
-            return found
-        value = dict(compute())
-        self.put(parts, value)
-        return value
+        path = self.path(self.key(parts))
+        if found is not None or path is None or not self.write:
+            yield found
+            return
+        lock = path.with_name(path.name + ".lock")
+        deadline, waited = time.monotonic() + self.wait_s, False
+        while not _try_create(lock):
+            if not waited:
+                waited = True
+                log.info("waiting for another job to finish cache entry %s", path.name)
+            if _age(lock) > self.stale_s:
+                lock.unlink(missing_ok=True)  # its holder stopped touching it: take over
+                continue
+            if time.monotonic() > deadline:
+                log.warning("gave up waiting for %s after %.0f s; computing it here", path.name, self.wait_s)
+                yield None
+                return
+            time.sleep(self.poll_s)
+            if path.is_file():
+                found = self.get(parts)
+                if found is not None:
+                    self.stats.waits += 1
+                    yield found
+                    return
+        heartbeat = _Heartbeat(lock, self.stale_s / 4)
+        heartbeat.start()
+        try:
+            found = self.get(parts) if path.is_file() else None  # finished while we took the lock
+            yield found
+        finally:
+            heartbeat.stop()
+            lock.unlink(missing_ok=True)
 
     def _remember(self, key: str, entry: Tensors) -> None:
         size = _nbytes(entry)
@@ -187,7 +237,7 @@ class TensorCache:
                 stat = path.stat()
             except OSError:
                 continue
-            if path.name.endswith(".tmp") and now - stat.st_mtime > _STALE_TMP_S:
+            if path.name.endswith((".tmp", ".lock")) and now - stat.st_mtime > _STALE_TMP_S:
                 path.unlink(missing_ok=True)  # left behind by a killed writer
             elif path.suffix == ".safetensors":
                 entries.append((stat.st_mtime, stat.st_size, path))
@@ -202,6 +252,41 @@ class TensorCache:
     def clear_memory(self) -> None:
         with self._lock:
             self._memory.clear()
+
+
+def _try_create(lock: Path) -> bool:
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{os.uname().nodename} {os.getpid()}\n")
+    return True
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0  # just released: the next attempt takes it
+
+
+class _Heartbeat(threading.Thread):
+    """Touches a lock file every ``every`` seconds while its holder computes."""
+
+    def __init__(self, lock: Path, every: float):
+        super().__init__(daemon=True)
+        self.lock, self.every, self.done = lock, every, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            with contextlib.suppress(OSError):
+                os.utime(self.lock)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
 
 
 def _canonical(parts: Mapping[str, Any]) -> str:

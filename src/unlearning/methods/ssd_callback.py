@@ -16,6 +16,7 @@ writing the cache at that moment), on a miss all ranks compute and rank 0 writes
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -171,21 +172,22 @@ class SSDCallback(L.Callback):
                 self._weights = weights_digest(model)
             parts = importance_parts(self._weights, trainer.datamodule, split, self.variant, self.batch_size,
                                      self.autocast_dtype, self.channels_last)
-        found = self.cache.get(parts) if parts is not None else None
-        usable = parts is not None
-        if trainer.world_size > 1:
-            hit, usable = trainer.strategy.broadcast((found is not None, usable), src=0)
-            if hit:
-                found = self._from_rank_zero(trainer, model, found)
-        if found is not None:
-            self.cache_use[split] = "hit"
-            device = next(model.parameters()).device
-            return {name: value.to(device) for name, value in found.items()}
-        value = compute()
-        self.cache_use[split] = "computed" if usable else "computed (data cannot be fingerprinted)"
-        if zero and parts is not None:
-            self.cache.put(parts, value)
-        return value
+        claim = self.cache.claim(parts) if parts is not None else contextlib.nullcontext(None)
+        with claim as found:  # rank 0 may wait here for another job computing the same entry
+            usable = parts is not None
+            if trainer.world_size > 1:
+                hit, usable = trainer.strategy.broadcast((found is not None, usable), src=0)
+                if hit:
+                    found = self._from_rank_zero(trainer, model, found)
+            if found is not None:
+                self.cache_use[split] = "hit"
+                device = next(model.parameters()).device
+                return {name: value.to(device) for name, value in found.items()}
+            value = compute()
+            self.cache_use[split] = "computed" if usable else "computed (data cannot be fingerprinted)"
+            if parts is not None:
+                self.cache.put(parts, value)
+            return value
 
     @staticmethod
     def _from_rank_zero(trainer: L.Trainer, model: torch.nn.Module,
