@@ -24,7 +24,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# Everything CI runs: default suite plus slow, distributed and SLURM tests.
+# Everything: default suite plus slow, distributed and SLURM tests (CI runs `test` and `test-slurm`).
 test-all: install
 	$(PY) -m pytest -q -m "" --durations=15
 
