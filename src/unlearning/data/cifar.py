@@ -31,12 +31,10 @@ def _open(cls: type, root: Path, train: bool, download: bool):
         ) from None
 
 
-def build_cifar10(root: str = "data", download: bool = True, **_: object) -> DatasetBundle:
-    root_path = Path(root).expanduser()
-    train = _open(CIFAR10, root_path, True, download)
-    test = _open(CIFAR10, root_path, False, download)
+def _bundle(name: str, train: CIFAR10, test: CIFAR10, **extra: object) -> DatasetBundle:
+    """The parts every CIFAR variant shares: images, fine labels and names, CIFAR's statistics."""
     return DatasetBundle(
-        name="cifar10",
+        name=name,
         train_images=ArrayImages(train.data),
         test_images=ArrayImages(test.data),
         train_fine=np.asarray(train.targets, dtype=np.int64),
@@ -46,7 +44,13 @@ def build_cifar10(root: str = "data", download: bool = True, **_: object) -> Dat
         native_size=32,
         mean=CIFAR_MEAN,
         std=CIFAR_STD,
+        **extra,
     )
+
+
+def build_cifar10(root: str = "data", download: bool = True, **_: object) -> DatasetBundle:
+    root_path = Path(root).expanduser()
+    return _bundle("cifar10", _open(CIFAR10, root_path, True, download), _open(CIFAR10, root_path, False, download))
 
 
 def _coarse_labels(dataset: CIFAR100, root: Path, train: bool) -> np.ndarray:
@@ -70,17 +74,8 @@ def build_cifar100(root: str = "data", download: bool = True, **_: object) -> Da
     root_path = Path(root).expanduser()
     train = _open(CIFAR100, root_path, True, download)
     test = _open(CIFAR100, root_path, False, download)
-    return DatasetBundle(
-        name="cifar100",
-        train_images=ArrayImages(train.data),
-        test_images=ArrayImages(test.data),
-        train_fine=np.asarray(train.targets, dtype=np.int64),
-        test_fine=np.asarray(test.targets, dtype=np.int64),
-        fine_names=list(train.classes),
-        channels=3,
-        native_size=32,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
+    return _bundle(
+        "cifar100", train, test,
         train_coarse=_coarse_labels(train, root_path, True),
         test_coarse=_coarse_labels(test, root_path, False),
         coarse_names=_coarse_names(root_path),
