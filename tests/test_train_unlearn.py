@@ -58,6 +58,10 @@ def test_unlearn_cli_end_to_end(trained_root, digits_checkpoint, tmp_path):
                      root=trained_root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "original vs unlearned" in result.stdout and "Df-test acc" in result.stdout
+    console = result.stdout + result.stderr
+    assert console.count("GPU available") == 1, "Lightning's notices are printed once, through Hydra's logging"
+    assert "litlogger" not in console.lower()
+    assert "GPU available" in next(run_dir.glob("*.log")).read_text(), "and they reach the run's log file"
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "complete" and results["method"] == "ssd" and results["task"] == "fullclass"
     assert results["forget"] == "class 3" and results["seed"] == 0

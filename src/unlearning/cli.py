@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 import textwrap
@@ -32,14 +33,41 @@ QUIET_WARNINGS = (
 )
 
 
+# Library log records that advertise rather than inform.
+QUIET_LOG_RECORDS = re.compile(r"litlogger|LitLogger")
+
+
 def quiet_library_warnings() -> None:
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def _informative(record: logging.LogRecord) -> bool:
+    return not QUIET_LOG_RECORDS.search(record.getMessage())
+
+
+def tidy_library_logging() -> None:
+    """Print each Lightning notice once, and only notices about the run.
+
+    The ``lightning`` package gives its logger a console handler of its own at import and
+    still propagates to the root logger, which Hydra configures (console + the run's log
+    file): every "GPU available" line would appear twice. Where the root logger has handlers
+    we leave the notices to it, so they also reach the run's log file.
+    """
+    import lightning  # noqa: F401  (its import adds the handler we remove)
+
+    if logging.getLogger().handlers:
+        package = logging.getLogger("lightning")
+        for handler in list(package.handlers):
+            package.removeHandler(handler)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_informative)  # the same function twice is added once
+
+
 def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``job(cfg)``; a :class:`UserError` (or a bad config value) becomes a message and exit 2."""
     quiet_library_warnings()
+    tidy_library_logging()
     try:
         return job(cfg)
     except UserError as error:
