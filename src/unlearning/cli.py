@@ -27,6 +27,7 @@ QUIET_WARNINGS = (
     r".*The `srun` command is available.*",
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*have no `validation_step`.*",
+    r".*but have no `val_dataloader`.*",
     r".*returned `None`, this fit will run with no optimizer.*",
     r".*does not have many workers.*",
     r".*LitLogger.*",
