@@ -20,8 +20,6 @@ from omegaconf import open_dict
 from safetensors.torch import load_file
 
 from tests.conftest import QUIET, compose_config, run_cli
-from unlearning.compare import main as compare_main
-from unlearning.compare import table
 from unlearning.errors import UserError
 from unlearning.jobs.unlearn import build_method, unlearn
 from unlearning.methods.assd import adaptive_alpha, adaptive_percentile, percentile
@@ -169,27 +167,6 @@ def test_phased_loader_runs_phases_in_order_and_shards_without_loss():
         seen += [x for _, batch in shard for x in batch[0].tolist()]
     assert len(lengths) == 1, "every rank must take the same steps in the same phases"
     assert set(seen) == set(range(10)) | set(range(100, 135))
-
-
-def test_compare_table_from_results_files(tmp_path, capsys):
-    def record(method, seed, df, time):
-        metrics = {"retain_test_acc": 90.0 + seed, "forget_test_acc": df, "mia": 0.5, "zrf": 0.9}
-        return {"status": "complete", "job": "unlearn", "method": method, "dataset": "digits", "model": "resnet18",
-                "task": "fullclass", "forget": "class 3", "seed": seed, "method_time_s": time,
-                "metrics": {"original": metrics, "unlearned": metrics}}
-
-    for i, (method, seed, df, time) in enumerate([("retrain", 0, 0.0, 100.0), ("retrain", 1, 2.0, 110.0),
-                                                  ("ssd", 0, 10.0, 5.0), ("ssd", 1, 20.0, 6.0)]):
-        (tmp_path / str(i)).mkdir()
-        (tmp_path / str(i) / "results.json").write_text(json.dumps(record(method, seed, df, time)))
-    assert compare_main([str(tmp_path)]) == 0
-    text = capsys.readouterr().out
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
-    assert "| retrain | 0,1 | 90.50 ± 0.71 | 1.00 ± 1.41 |" in rows["retrain"]
-    assert rows["retrain"].rstrip().endswith("| 1.000 |")
-    assert rows["ssd"].rstrip().endswith(f"| {5.5 / 105:.3f} |") and "15.00 ± 7.07" in rows["ssd"]
-    assert "digits / resnet18 / fullclass: forget class 3" in table([record("ssd", 0, 1.0, 1.0)])
-    assert compare_main([str(tmp_path / "missing")]) == 2
 
 
 # ------------------------------------------------------------- end to end

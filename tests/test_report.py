@@ -64,6 +64,7 @@ def test_report_tables_and_figures(baseline_sweep, tmp_path, capsys):
             assert row[f"{metric}_std"] == pytest.approx(values.std(ddof=1), abs=1e-9)
     table = (out / f"{TABLE}.md").read_text()
     assert "| forget | method" in table and "Dr-test %" in table and "MIA %" in table
+    assert "time / retrain" not in table, "no retrain runs, no relative-time column"
     assert len([line for line in table.splitlines() if line.startswith("| 1 ") or line.startswith("| 3 ")]) == 2
     assert "±" in table
     for name in ("method_time", "per_class_1", "per_class_3"):
@@ -72,6 +73,25 @@ def test_report_tables_and_figures(baseline_sweep, tmp_path, capsys):
     assert len(pd.read_csv(out / "runs.csv")) == 4
     assert not (out / "missing.csv").exists()
     assert "4 runs, 1 table(s), 3 figure(s)" in capsys.readouterr().out
+
+
+def test_time_relative_to_retrain(baseline_sweep, tmp_path):
+    """The comparison table's last column: each method's mean time over retrain's for the same target."""
+    times = {("retrain", 0): 100.0, ("retrain", 1): 110.0, ("ssd", 0): 5.0, ("ssd", 1): 6.0}
+    for i, result in enumerate(r for r in results_of(baseline_sweep) if r["forget_target"] == "3"):
+        for method in ("retrain", "ssd"):  # the real runs' records, relabelled with known method times
+            folder = tmp_path / "runs" / f"{method}{i}"
+            folder.mkdir(parents=True)
+            record = {**result, "method": method, "method_time_s": times[(method, result["seed"])]}
+            (folder / "results.json").write_text(json.dumps(record))
+    out = tmp_path / "report"
+    report(tmp_path / "runs", out=out)
+    summary = pd.read_csv(out / f"{TABLE}.csv").set_index("method")
+    assert summary.loc["retrain", "time_vs_retrain"] == pytest.approx(1.0)
+    assert summary.loc["ssd", "time_vs_retrain"] == pytest.approx(5.5 / 105)
+    table = (out / f"{TABLE}.md").read_text()
+    ssd_row = next(line for line in table.splitlines() if line.startswith("| 3 ") and "| ssd " in line)
+    assert "time / retrain" in table and ssd_row.endswith(f" {5.5 / 105:.3f} |")
 
 
 def test_partial_sweep_lists_missing_runs(baseline_sweep, tmp_path, capsys):

@@ -2,8 +2,10 @@
 
 Columns: Dr-test accuracy, Df-test accuracy (Df-train for random forgetting, which has no
 Df-test), membership inference (% of Df the attack calls members), ZRF and the method's own
-wall time (evaluation excluded). When a table has no ``baseline`` runs, an ``original`` row
-per forget target shows the model before unlearning, so every table has its reference.
+wall time (evaluation excluded), and, where the table has ``retrain`` runs, that time
+relative to retraining the same forget target (the gold standard every method must beat on
+cost). When a table has no ``baseline`` runs, an ``original`` row per forget target shows the
+model before unlearning, so every table has its reference.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ COLUMNS = (
     ("method_time_s", "time s", 1.0, 3),
 )
 KEYS = ["forget", "method", "setting"]
+#: The relative-time column: mean method time over mean ``retrain`` time of the same forget target.
+RELATIVE_TIME = ("time_vs_retrain", "time / retrain", 3)
 
 
 def columns_for(runs: pd.DataFrame) -> list[tuple[str, str, float, int]]:
@@ -71,7 +75,10 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{column}_mean"] = values.mean()
             row[f"{column}_std"] = values.std(ddof=1) if values.count() > 1 else np.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    retrain = summary[summary["method"] == "retrain"].groupby("forget")["method_time_s_mean"].mean()
+    summary[RELATIVE_TIME[0]] = summary["method_time_s_mean"] / summary["forget"].map(retrain)
+    return summary
 
 
 def mean_std(mean: float, std: float, decimals: int) -> str:
@@ -87,15 +94,18 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     """The summary as a Markdown table (``setting`` only when some method's settings vary)."""
     columns = columns_for(runs)
     show_setting = bool((summary["setting"] != "").any())
+    show_relative = bool(summary[RELATIVE_TIME[0]].notna().any())
     headers = ["forget", "method", *(["setting"] if show_setting else []), "runs",
-               *(header for _, header, _, _ in columns)]
+               *(header for _, header, _, _ in columns), *([RELATIVE_TIME[1]] if show_relative else [])]
     lines = []
     for _, row in summary.iterrows():
         cells = [str(row["forget"]), str(row["method"]), *([str(row["setting"])] if show_setting else []),
                  str(row["runs"])]
         cells += [mean_std(row[f"{c}_mean"], row[f"{c}_std"], d) for c, _, _, d in columns]
+        if show_relative:
+            cells.append(mean_std(row[RELATIVE_TIME[0]], None, RELATIVE_TIME[2]))
         lines.append(cells)
-    return render(headers, lines, right=len(headers) - len(columns) - 1)
+    return render(headers, lines, right=len(headers) - len(columns) - show_relative - 1)
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right: int) -> str:
@@ -119,4 +129,6 @@ def caption(runs: pd.DataFrame) -> str:
     return (f"{first['dataset']} ({first['label_kind']} labels), {first['model']}, task {first['task']}: "
             f"mean ± std over seeds {', '.join(map(str, seeds))} (runs = seeds per row). Dr-test and {df}: "
             "accuracy %; MIA: % of Df the membership attack calls members; ZRF: 1 = like a random model; "
-            "time: the method alone, evaluation excluded.")
+            "time: the method alone, evaluation excluded"
+            + ("; time / retrain: mean time over retrain's mean time for the same target."
+               if (runs["method"] == "retrain").any() else "."))
