@@ -61,6 +61,39 @@ def sacct_jobs(name: str) -> list[dict[str, str]]:
     return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line.strip()]
 
 
+#: States of a job that may still change (see `man sacct`, JOB STATE CODES).
+ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
+
+
+def finished_jobs(name: str, count: int, timeout: float = 180) -> list[dict[str, str]]:
+    """The ``count`` jobs named ``name`` once SLURM has finished them all.
+
+    A multirun returns as soon as every job has written its result, which can be a moment
+    before SLURM records the job as completed (its processes still exiting).
+    """
+    jobs: list[dict[str, str]] = []
+
+    def settled() -> bool:
+        nonlocal jobs
+        jobs = sacct_jobs(name)
+        return len(jobs) >= count and not any(job["State"].split()[0] in ACTIVE_STATES for job in jobs)
+
+    wait_until(settled, timeout, f"SLURM to finish the {count} job(s) named {name}")
+    return jobs
+
+
+def step_task_pids(job_id: str, step: str = "0") -> list[int]:
+    """Pids of the tasks of one job step (the processes ``srun`` started), from ``scontrol listpids``.
+
+    ``job_id`` may name an array task (``12_3``); scontrol wants that task's own numeric id.
+    """
+    numeric = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%A"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    out = subprocess.run(["scontrol", "listpids", numeric[0]], capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in out.splitlines()[1:]]
+    return [int(row[0]) for row in rows if len(row) >= 5 and row[2] == step and row[3] != "-"]
+
+
 def queued_job_ids(name: str) -> list[str]:
     """Ids of the pending or running jobs named ``name`` (array tasks as 12_3)."""
     out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True, check=True).stdout

@@ -6,9 +6,11 @@ Every job unlearns from the session's trained digits model, so nothing is retrai
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -19,7 +21,14 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import ROOT, run_cli
-from tests.slurm_cluster import ACCOUNT, queued_job_ids, sacct_jobs, slurm_cluster, wait_until  # noqa: F401
+from tests.slurm_cluster import (  # noqa: F401
+    ACCOUNT,
+    finished_jobs,
+    queued_job_ids,
+    slurm_cluster,
+    step_task_pids,
+    wait_until,
+)
 
 WEIGHTS = Path("unlearned") / "model.safetensors"
 
@@ -97,7 +106,7 @@ def test_slurm_sweep_completes_every_run_with_the_requested_resources(slurm_swee
     assert set(done) == {("ssd", "3"), ("ssd", "5"), ("lfssd", "3"), ("lfssd", "5")}
 
     # SLURM itself ran 4 array tasks with what the launcher config asked for.
-    jobs = sacct_jobs(name)
+    jobs = finished_jobs(name, 4)
     assert len(jobs) == 4, jobs
     assert {job["State"] for job in jobs} == {"COMPLETED"}, jobs
     assert {job["Account"] for job in jobs} == {ACCOUNT}
@@ -119,10 +128,12 @@ def test_report_aggregates_the_slurm_sweep(slurm_sweep, tmp_path):
     report = subprocess.run([sys.executable, "-m", "unlearning.report", str(sweep_dir), "--out", str(out)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert report.returncode == 0, report.stderr[-3000:]
-    tables = {path.name: path.read_text() for path in out.rglob("*") if path.suffix in (".md", ".csv")}
-    assert any(name.endswith(".md") for name in tables) and any(name.endswith(".csv") for name in tables), tables
-    text = "\n".join(tables.values())
-    assert re.search(r"\blfssd\b", text) and re.search(r"\bssd\b", text), text[:2000]
+    assert "4 runs" in report.stdout, report.stdout[-2000:]
+    with open(out / "runs.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4
+    assert sorted(row["method"] for row in rows) == ["lfssd", "lfssd", "ssd", "ssd"]
+    assert re.search(r"\blfssd\b", (out / "report.md").read_text())
 
 
 # --- multi-process (DDP) jobs --------------------------------------------------------------------
@@ -175,7 +186,7 @@ def test_ddp_job_with_two_slurm_tasks_matches_one_process(slurm_cluster, trained
     out1 = next(text for log, text in logs.items() if log.endswith("_1_log.out"))
     assert "results:" in out0 and "results:" not in out1
     assert "global_rank=1(2)" in out1
-    [job] = sacct_jobs(name)
+    [job] = finished_jobs(name, 1)
     assert job["State"] == "COMPLETED" and job["AllocCPUS"] == "2"
 
 
@@ -193,16 +204,16 @@ def test_ddp_job_with_two_local_submitit_tasks_matches_one_process(trained_root,
     assert any("GLOBAL_RANK: 1, MEMBER: 2/2" in text for log, text in logs.items() if "_1_log" in log)
 
 
-# --- faults: a cancelled job, then the same multirun again with resume=true ---------------------
+# --- faults: a job killed mid-run, the sweep cancelled, then the same multirun again ----------------
 
 
 @pytest.mark.slurm
-def test_cancelled_job_leaves_nothing_half_written_and_resubmission_redoes_only_the_rest(
+def test_killed_and_cancelled_jobs_leave_nothing_half_written_and_resubmission_redoes_only_the_rest(
         slurm_cluster, trained_root, tmp_path):  # noqa: F811
     name = job_name("faults")
     sweep_dir = tmp_path / "sweep"
-    # One array task at a time, so that cancelling while run 1 computes leaves run 0 complete
-    # and run 2 never started.
+    # One array task at a time: run 0 completes, run 1 is SIGKILLed while it computes, then
+    # `scancel` cancels the sweep, so run 2 never starts.
     command = [sys.executable, str(ROOT / "unlearn.py"), "-m", "method=lfssd", "task.forget=3,5,7", "resume=true",
                f"hydra.sweep.dir={sweep_dir}", *common(trained_root),
                *slurm(name, 1, "hydra.launcher.array_parallelism=1")]
@@ -213,8 +224,12 @@ def test_cancelled_job_leaves_nothing_half_written_and_resubmission_redoes_only_
         wait_until(lambda: results(sweep_dir / "0") is not None, 900, "run 0 to complete")
         run1_out = lambda: "".join(t for n, t in job_logs(sweep_dir).items() if re.search(r"_1_0_log\.out$", n))  # noqa: E731
         wait_until(lambda: "Unlearning " in run1_out(), 300, "run 1 to start unlearning")
-        assert results(sweep_dir / "1") is None, "run 1 finished before it could be cancelled"
         array_job = queued_job_ids(name)[0].split("_")[0]
+        # SIGKILL at once (scancel's own SIGTERM is ignored by submitit and SIGKILL follows only
+        # KillWait seconds later, by which time a fast run may have finished).
+        [pid] = step_task_pids(f"{array_job}_1")
+        os.kill(pid, signal.SIGKILL)
+        assert results(sweep_dir / "1") is None, "run 1 finished before it could be killed"
         subprocess.run(["scancel", array_job], check=True)
         first.wait(timeout=300)
     finally:
@@ -223,8 +238,9 @@ def test_cancelled_job_leaves_nothing_half_written_and_resubmission_redoes_only_
     first_output = (tmp_path / "first.log").read_text()
     assert first.returncode != 0, first_output[-3000:]
 
-    states = {job["JobID"]: job["State"] for job in sacct_jobs(name)}
-    assert states.get(f"{array_job}_0") == "COMPLETED" and states.get(f"{array_job}_1", "").startswith("CANCELLED"), states
+    states = {job["JobID"]: job["State"].split()[0] for job in finished_jobs(name, 2)}
+    assert states.get(f"{array_job}_0") == "COMPLETED", states
+    assert states.get(f"{array_job}_1") in ("FAILED", "CANCELLED"), states
     for number in range(3):
         assert_no_partial_outputs(sweep_dir / str(number))
     assert results(sweep_dir / "1") is None and not (sweep_dir / "1" / WEIGHTS).exists()
@@ -242,3 +258,32 @@ def test_cancelled_job_leaves_nothing_half_written_and_resubmission_redoes_only_
         assert (sweep_dir / str(number) / "results.json").stat().st_mtime_ns > kept
     skipped = [text for log, text in job_logs(sweep_dir).items() if log.endswith(".out") and "resume:" in text]
     assert len(skipped) == 1 and f"{sweep_dir / '0' / 'results.json'} is complete" in skipped[0]
+
+
+@pytest.mark.slurm
+def test_scancel_is_a_sigkill_after_killwait_for_submitit_jobs(slurm_cluster, trained_root, tmp_path):  # noqa: F811
+    """A plain `scancel` of a running job: submitit ignores the SIGTERM, SLURM then kills it.
+
+    Whatever point the run had reached, its folder holds a complete results.json or none.
+    """
+    name = job_name("scancel")
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, str(ROOT / "unlearn.py"), "-m", "method=lfssd", "task.forget=4",
+               f"hydra.sweep.dir={sweep_dir}", *common(trained_root), *slurm(name, 1)]
+    env = {**os.environ, "UNLEARNING_ROOT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "run.log", "w") as log:
+        run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        out = lambda: "".join(t for n, t in job_logs(sweep_dir).items() if n.endswith("_0_log.out"))  # noqa: E731
+        wait_until(lambda: "Unlearning " in out(), 600, "the run to start unlearning")
+        subprocess.run(["scancel", queued_job_ids(name)[0]], check=True)
+        run.wait(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode != 0
+    [job] = finished_jobs(name, 1)
+    assert job["State"].startswith("CANCELLED"), job
+    errors = "".join(t for n, t in job_logs(sweep_dir).items() if n.endswith("_0_log.err"))
+    assert "Bypassing signal SIGTERM" in errors
+    assert_no_partial_outputs(sweep_dir / "0")
