@@ -8,7 +8,9 @@ search through the CLI and read them too.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,8 @@ from PIL import Image
 from tests.conftest import QUIET, ROOT, run_cli
 from unlearning.jobs.unlearn import objective
 from unlearning.report import main
+from unlearning.report.collect import explain
+from unlearning.runs import CLAIM_FILE
 
 TABLE = "digits-fine-fullclass-resnet18"
 
@@ -97,7 +101,11 @@ def test_time_relative_to_retrain(baseline_sweep, tmp_path):
 def test_partial_sweep_lists_missing_runs(baseline_sweep, tmp_path, capsys):
     sweep = tmp_path / "sweep"
     shutil.copytree(baseline_sweep, sweep)
-    (sweep / "1" / "results.json").unlink()  # a failed or killed run: its folder, no results
+    (sweep / "1" / "results.json").unlink()  # a killed run: its folder and its claim, no results
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    (sweep / "1" / CLAIM_FILE).write_text(json.dumps({"pid": ended.pid, "host": socket.gethostname(),
+                                                      "started": "2026-01-01T00:00:00"}))
     shutil.rmtree(sweep / "3")               # a job that never started
     report(sweep, out=tmp_path / "report")
     summary = pd.read_csv(tmp_path / "report" / f"{TABLE}.csv", dtype={"forget": str})
@@ -105,12 +113,16 @@ def test_partial_sweep_lists_missing_runs(baseline_sweep, tmp_path, capsys):
     missing = pd.read_csv(tmp_path / "report" / "missing.csv")
     assert len(missing) == 2
     assert missing["where"].tolist() == [str((sweep / "1").resolve()), str(sweep.resolve())]
-    assert "no results.json" in missing["reason"][0] and "not started" in missing["reason"][1]
+    assert "no results.json" in missing["reason"][0] and "killed: pid" in missing["reason"][0]
+    assert "not started" in missing["reason"][1]
     assert "task.forget=1" in missing["overrides"][0] and "seed=1" in missing["overrides"][0]
     assert "task.forget=3" in missing["overrides"][1] and "seed=1" in missing["overrides"][1]
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Missing runs (2)" in text and f"hydra.sweep.dir={sweep.resolve()} resume=true" in text
     assert "2 run(s) without complete results" in capsys.readouterr().out
+    (sweep / "1" / CLAIM_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                      "started": "2026-01-01T00:00:00"}))
+    assert "still running: pid" in explain(sweep / "1", "no results.json")
 
 
 def test_no_results_is_a_user_error(baseline_sweep, tmp_path):

@@ -120,10 +120,41 @@ def job_of(run_dir: Path) -> str | None:
 
 
 def explain(run_dir: Path, problem: str) -> str:
-    """``problem``, plus the last error its Hydra log recorded (failed vs still running)."""
+    """``problem``, plus what the run folder says about the run: still running, killed or failed.
+
+    unlearn.py holds its folder with a claim file (``unlearning.runs``) while it runs and
+    removes it when it ends: a claim whose process is alive is a running run, a claim whose
+    process is gone is a killed one. The last error line of the Hydra job log says why a run failed.
+    """
     errors = [line.strip() for log in sorted(run_dir.glob("*.log")) for line in read_lines(log)
               if "ERROR" in line or "Error" in line]
-    return f"{problem}; log: {errors[-1][:200]}" if errors else f"{problem} (still running, killed or failed)"
+    state = claim_state(run_dir)
+    if errors:
+        return f"{problem}; {state + '; ' if state else ''}log: {errors[-1][:200]}"
+    return f"{problem} ({state or 'failed, killed or not started'})"
+
+
+def claim_state(run_dir: Path) -> str:
+    """'running (pid N ...)', 'killed (...)' from the run's claim file, or '' without one."""
+    import os
+    import socket
+
+    from unlearning.runs import CLAIM_FILE
+
+    try:
+        claim = json.loads((run_dir / CLAIM_FILE).read_text())
+        pid, host, started = int(claim["pid"]), str(claim["host"]), claim.get("started", "?")
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if host != socket.gethostname():
+        return f"claimed by pid {pid} on {host} since {started}: running there, or killed"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"killed: pid {pid}, started {started}, ended without finishing"
+    except PermissionError:
+        pass
+    return f"still running: pid {pid}, started {started}"
 
 
 def read_lines(path: Path) -> Iterable[str]:
