@@ -13,6 +13,7 @@ from unlearning.data.bundle import DatasetBundle, ImageSource
 from unlearning.data.splits import ForgetSplit, ForgettingTask
 from unlearning.data.transforms import build_transform
 from unlearning.errors import UserError
+from unlearning.validate import whole_number
 
 SPLITS = ("full", "retain", "forget", "test", "retain_test", "forget_test")
 
@@ -55,9 +56,14 @@ class UnlearningDataModule(L.LightningDataModule):
         super().__init__()
         self.builder, self.task, self.dataset_labels = builder, task, labels
         self.aliases = dict(aliases or {})
-        self.image_size, self.augment = image_size, dict(augment or {})
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        self.image_size = None if image_size is None else whole_number(
+            image_size, "model.image_size / dataset.image_size", hint="It is the side in pixels the model sees.")
+        self.augment = dict(augment or {})
+        self.batch_size = whole_number(batch_size, "dataset.batch_size")
+        self.eval_batch_size = whole_number(eval_batch_size, "dataset.eval_batch_size")
+        self.num_workers = whole_number(num_workers, "dataset.num_workers", minimum=0,
+                                        hint="0 loads data in the main process.")
+        self.pin_memory = bool(pin_memory)
         self.bundle: DatasetBundle | None = None
         self.split: ForgetSplit | None = None
         self.label_kind: str = labels

@@ -7,6 +7,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from unlearning.data.bundle import ArrayImages, DatasetBundle
+from unlearning.errors import UserError
 
 #: Documented coarse grouping of the ten digits, so that sub-class forgetting runs on the
 #: embedded default: superclass k holds digits 2k and 2k+1 (five superclasses of two).
@@ -25,6 +26,13 @@ def build_digits(test_fraction: float = 0.2, split_seed: int = 0, **_: object) -
     Pixels (0..16 in scikit-learn) are scaled to 0..255 uint8 grey images so that the same
     torchvision transforms serve every dataset.
     """
+    try:
+        fraction = float(test_fraction)
+    except (TypeError, ValueError):
+        fraction = float("nan")
+    if not 0 < fraction < 1:
+        raise UserError(f"dataset.builder.test_fraction must lie strictly between 0 and 1, got {test_fraction!r} "
+                        "(the share of the 1,797 digits held out as the test set; default 0.2).")
     digits = load_digits()
     pixels = np.round(digits.images / 16.0 * 255.0).astype(np.uint8)
     labels = digits.target.astype(np.int64)

@@ -15,6 +15,7 @@ from unlearning.cache import TensorCache, shared_cache
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
+from unlearning.validate import positive_number
 
 
 def instantiate_plain(config: Any, **kwargs: Any) -> Any:
@@ -77,7 +78,9 @@ def build_cache(cfg: DictConfig) -> TensorCache | None:
     if not cfg.get("cache", True):
         return None
     limit = cfg.get("cache_max_gb", 20)
-    return shared_cache(str(cfg.paths.cache_dir), disk_bytes=None if limit is None else int(float(limit) * 2**30))
+    if limit is not None:
+        limit = positive_number(limit, "cache_max_gb", hint="It is the cache's disk limit in GB; null for none.")
+    return shared_cache(str(cfg.paths.cache_dir), disk_bytes=None if limit is None else int(limit * 2**30))
 
 
 def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> nn.Module:

@@ -20,6 +20,7 @@ from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, chec
 from unlearning.models.classifier import ImageClassifier, training_settings
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
+from unlearning.validate import positive_number, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     data = build_datamodule(cfg, task=None, labels=labels or cfg.get("labels") or None)
     data.setup()
     settings = training_settings(cfg.dataset.training, cfg.model.get("training"))
-    data.batch_size = int(settings.get("batch_size", data.batch_size))
+    data.batch_size = whole_number(settings.get("batch_size", data.batch_size), "dataset.training.batch_size")
+    settings["epochs"] = whole_number(settings["epochs"], "dataset.training.epochs (model.training.epochs on top)")
+    settings["lr"] = positive_number(settings["lr"], "dataset.training.lr (model.training.lr on top)")
     module = ImageClassifier(
         build_model(cfg, data.num_classes, data.channels),
         num_classes=data.num_classes,
