@@ -48,8 +48,4 @@ class AutoSSDCallback(SSDCallback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_fit_start(trainer, pl_module)
         info = dict(self.search_info)
-        self.summary.update(
-            alpha=AUTO,
-            **{"lambda": info.pop("chosen_lambda")},
-            **info,
-        )
+        self.summary.update({**info, "alpha": AUTO, "lambda": info.get("chosen_lambda")})
