@@ -245,27 +245,28 @@ class AutoSearch:
         return trial
 
     def _search_scope(self, model, base, full, forget, probe, scope: float, step: int) -> Trial | None:
-        """Largest alpha in ``scope`` that forgets; None when none does within the guard.
+        """Largest alpha in ``scope`` whose trial is forgotten and safe; None when no trial is.
 
-        Bisection on log alpha, assuming alpha_min forgets and alpha_max does not; the ends
-        are only tried when the boundary runs into them.
+        One bisection on log alpha over a single monotone question, "did this trial do
+        enough?": a trial that forgot Df *or* broke the retain guard did enough (go to a
+        larger alpha, less dampening); a safe trial that did not forget did too little (go
+        smaller). Both effects grow as alpha falls, so the boundary is one crossing and a
+        forgotten, safe trial, if any exists, lies next to it. Trials are cheap (dampen and
+        two forward passes) but not free, so the search stops at ``precision`` or when the
+        trial budget is spent.
         """
         s = self.settings
-        run: Callable[[float], Trial] = lambda a: self._trial(model, base, full, forget, probe, scope, a, step)  # noqa: E731
         lo, hi = s.alpha_min, s.alpha_max
-        forgetting: Trial | None = None
+        best: Trial | None = None
         while hi / lo > s.precision and len(self.trials) < s.max_trials:
-            trial = run(math.sqrt(lo * hi))
-            if trial.forgotten(s):
-                lo, forgetting = trial.alpha, trial
+            trial = self._trial(model, base, full, forget, probe, scope, math.sqrt(lo * hi), step)
+            if trial.forgotten(s) and trial.safe(s):
+                best = trial if best is None or trial.alpha > best.alpha else best
+            if trial.forgotten(s) or not trial.safe(s):
+                lo = trial.alpha
             else:
                 hi = trial.alpha
-        if forgetting is None and len(self.trials) < s.max_trials:
-            trial = run(s.alpha_min)  # the strongest dampening this scope allows
-            forgetting = trial if trial.forgotten(s) else None
-        if forgetting is None:
-            return None
-        return forgetting if forgetting.safe(s) else None
+        return best
 
     def _best_effort(self, step: int, start_kept: float) -> Trial | None:
         """No trial of ``step`` met both goals: the safe one that forgot most, if it forgot more
