@@ -74,16 +74,16 @@ class AutoSettings:
     """What the search aims for and how far it may go. Defaults are one configuration for all requests."""
 
     forget_target: float = 0.02        # Df predictions left as before (fraction) to count as forgotten
-    retain_tolerance: float = 0.01     # retain-sample predictions allowed to change (fraction)
+    retain_tolerance: float = 0.02     # retain-sample predictions allowed to change (fraction)
     alpha_min: float = 1.0
-    alpha_max: float = 100.0
+    alpha_max: float = 1000.0
     lambda_ratio: float = 0.1          # lambda = lambda_ratio * alpha (paper: 1 at alpha 10)
     scopes: tuple[float, ...] = (0.3, 1.0)  # deepest fraction of parameter tensors eligible, widened in turn
     precision: float = 1.25            # stop bisecting when alpha_hi / alpha_lo <= precision
-    max_trials: int = 14
-    max_steps: int = 1                 # >1: dampen in steps, imp_Df recomputed in between (see AutoSearch)
-    retain_samples: int = 512          # seeded sample of Dr-train used by the guard
-    forget_samples: int = 1024         # at most this many Df samples are probed per trial
+    max_trials: int = 30
+    max_steps: int = 3                 # >1: dampen in steps, imp_Df recomputed in between (see AutoSearch)
+    retain_samples: int = 256          # seeded sample of Dr-train used by the guard
+    forget_samples: int = 256         # at most this many Df samples are probed per trial
     seed: int = 0
 
     def __post_init__(self) -> None:
