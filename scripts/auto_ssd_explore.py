@@ -91,7 +91,9 @@ def main() -> None:
             def refresh(m):
                 return importances(m, data.loader("forget", batch_size=64), args.variant)
 
-            info = AutoSearch(settings).run(model, full, forget, probe, refresh_forget=refresh)
+            n_forget = len(data.indices("forget"))
+            search = AutoSearch(settings, importance_work=3.0 * (len(data.indices("full")) + n_forget))
+            info = search.run(model, full, forget, probe, refresh_forget=refresh, refresh_cost=3.0 * n_forget)
         took = time.perf_counter() - start
         f1, r1 = test_scores(model, data)
         ok = f1 <= 5 and r0 - r1 <= 3
@@ -99,7 +101,7 @@ def main() -> None:
         row = {"digit": digit, "df": round(f1, 1), "dr": round(r1, 1), "drop": round(r0 - r1, 1), "clean": ok,
                "alpha": info.get("chosen_alpha"), "scope": info.get("chosen_scope"), "steps": info.get("n_steps"),
                "trials": info.get("n_trials"), "kept": info.get("forget_kept"), "changed": info.get("retain_changed"),
-               "params": info.get("parameters_changed"), "time": round(took, 1)}
+               "params": info.get("parameters_changed"), "cost": (info.get("work") or {}).get("cost_ratio"), "time": round(took, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"SUMMARY {args.tag} size={args.size} variant={args.variant} fixed={args.fixed} settings={args.settings} "

@@ -85,6 +85,10 @@ class AutoSettings:
     retain_samples: int = 256          # seeded sample of Dr-train used by the guard
     forget_samples: int = 256         # at most this many Df samples are probed per trial
     seed: int = 0
+    # Extra work the search may do, as a multiple of a fixed-alpha run's importance pass
+    # (forward+backward over D and Df, counted as 3 forwards a sample): 2.0 keeps the whole
+    # run within about 3x a fixed-alpha SSD run at any image size.
+    max_cost: float = 2.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -98,6 +102,7 @@ class AutoSettings:
             ("max_steps", self.max_steps >= 1),
             ("retain_samples", self.retain_samples >= 1),
             ("forget_samples", self.forget_samples >= 1),
+            ("max_cost", self.max_cost > 0),
         ]
         for name, ok in checks:
             if not ok:
@@ -173,9 +178,20 @@ class AutoSearch:
     the *original* model's predictions, so the collateral of all steps adds up.
     """
 
-    def __init__(self, settings: AutoSettings | None = None):
+    def __init__(self, settings: AutoSettings | None = None, importance_work: float | None = None):
+        """``importance_work``: the fixed-alpha run's importance pass in sample-forwards
+        (3 * (|D| + |Df|)); the search spends at most ``max_cost`` times that. None: no limit."""
         self.settings = settings or AutoSettings()
         self.trials: list[Trial] = []
+        self.importance_work = importance_work
+        self.budget = math.inf if importance_work is None else self.settings.max_cost * importance_work
+        self.spent = 0.0
+        self._trial_cost = 0.0
+
+    def _affordable(self, cost: float | None = None) -> bool:
+        """Whether one more trial (or ``cost`` sample-forwards) fits both the trial and the work budget."""
+        cost = self._trial_cost if cost is None else cost
+        return len(self.trials) < self.settings.max_trials and self.spent + cost <= self.budget
 
     def run(
         self,
@@ -185,6 +201,7 @@ class AutoSearch:
         probe: Probe,
         agree: Callable[[Any], Any] = lambda choice: choice,
         refresh_forget: Callable[[nn.Module], Mapping[str, torch.Tensor]] | None = None,
+        refresh_cost: float = 0.0,
     ) -> dict[str, Any]:
         """Leave ``model`` dampened with the chosen trial(s); return the choices for results.json.
 
@@ -195,6 +212,8 @@ class AutoSearch:
         s = self.settings
         names = [name for name, _ in model.named_parameters()]
         probe.calibrate(model)
+        self._trial_cost = float(len(probe.forget_images) + len(probe.retain_images))
+        self.spent += self._trial_cost
         steps: list[Trial] = []
         reached = False
         for step in range(s.max_steps):
@@ -202,10 +221,11 @@ class AutoSearch:
             chosen = None
             for scope in s.scopes:
                 chosen = self._search_scope(model, base, scoped(full, names, scope), forget, probe, scope, step)
-                if chosen is not None or len(self.trials) >= s.max_trials:
+                if chosen is not None or not self._affordable():
                     break
             reached = chosen is not None
-            last_step = reached or step + 1 >= s.max_steps or refresh_forget is None or len(self.trials) >= s.max_trials
+            last_step = (reached or step + 1 >= s.max_steps or refresh_forget is None
+                         or not self._affordable(refresh_cost + self._trial_cost))
             chosen = chosen or self._best_effort(step, steps[-1].forget_kept if steps else 1.0)
             chosen, go_on, reached = agree((chosen, not last_step and chosen is not None, reached))
             if chosen is None:  # no trial of this step made progress within the guard: keep the last step
@@ -216,6 +236,7 @@ class AutoSearch:
             if not go_on:
                 break
             forget = refresh_forget(model)
+            self.spent += refresh_cost
         final = steps[-1] if steps else None
         return {
             "alpha": AUTO,
@@ -233,6 +254,8 @@ class AutoSearch:
             "settings": {**asdict(s), "scopes": list(s.scopes)},
             "probe": {"forget_samples": len(probe.forget_images), "retain_samples": len(probe.retain_images)},
             "search_time_s": time.perf_counter() - start,
+            "work": {"importance": self.importance_work, "search": self.spent, "budget": self.budget,
+                     "cost_ratio": None if not self.importance_work else 1 + self.spent / self.importance_work},
         }
 
     # ------------------------------------------------------------------ internals
@@ -241,6 +264,7 @@ class AutoSearch:
         lambda_ = self.settings.lambda_ratio * alpha
         changed = dampen(model, full, forget, alpha, lambda_)
         trial = Trial(scope, alpha, lambda_, **probe.measure(model), parameters_changed=changed, step=step)
+        self.spent += self._trial_cost
         self.trials.append(trial)
         return trial
 
@@ -258,7 +282,7 @@ class AutoSearch:
         s = self.settings
         lo, hi = s.alpha_min, s.alpha_max
         best: Trial | None = None
-        while hi / lo > s.precision and len(self.trials) < s.max_trials:
+        while hi / lo > s.precision and self._affordable():
             trial = self._trial(model, base, full, forget, probe, scope, math.sqrt(lo * hi), step)
             if trial.forgotten(s) and trial.safe(s):
                 best = trial if best is None or trial.alpha > best.alpha else best

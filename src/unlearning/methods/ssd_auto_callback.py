@@ -42,7 +42,10 @@ class AutoSSDCallback(SSDCallback):
         def refresh_forget(dampened: torch.nn.Module) -> dict[str, torch.Tensor]:
             return self.importances_on_all_ranks(trainer, dampened, "forget")
 
-        self.search_info = AutoSearch(s).run(model, self.full, self.forget, probe, agree, refresh_forget)
+        n_forget = len(data.indices("forget"))
+        search = AutoSearch(s, importance_work=3.0 * (len(data.indices("full")) + n_forget))
+        self.search_info = search.run(model, self.full, self.forget, probe, agree, refresh_forget,
+                                      refresh_cost=3.0 * n_forget)
         return int(self.search_info["parameters_changed"])
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
