@@ -5,7 +5,9 @@
     python scripts/auto_ssd_table.py outputs/auto_ssd/8px [more folders ...]
 
 A digit is *clean* when Df-test accuracy <= 5% and Dr-test accuracy fell by at most 3 points
-(test data is used here only to report; the automatic mode never reads it). Prints one
+(test data is used here only to report; the automatic mode never reads it). For sub-class and
+random forgetting the first column is Df-train accuracy / MIA and "clean" keeps the same rule
+(it means little there: compare the columns). Prints one
 markdown table per (image size, method) and a summary line with clean counts and the
 median method-time ratio auto / fixed. Exit status 0; unreadable files are skipped with a note.
 """
@@ -57,7 +59,9 @@ def measures(result: dict[str, Any]) -> dict[str, Any]:
         "forget": after["forget_test_acc"], "retain": after["retain_test_acc"], "drop": drop,
         "clean": after["forget_test_acc"] <= FORGET_MAX and drop <= RETAIN_DROP_MAX,
         "time": result["method_time_s"], "alpha": info.get("chosen_alpha", info.get("alpha")),
-        "scope": info.get("chosen_scope"), "trials": info.get("n_trials"),
+        "scope": info.get("chosen_scope"), "trials": info.get("n_trials"), "steps": info.get("n_steps"),
+        "cost": (info.get("work") or {}).get("cost_ratio"),
+        "forget_train": after["forget_train_acc"], "mia": after.get("mia"),
     }
 
 
@@ -73,9 +77,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.append(f"\n### {method}, {task}, {size}\n")
         header = ["forget"]
         for m in modes:
-            header += [f"{m}: Df-test %", f"{m}: Dr-test % (drop)", f"{m}: clean", f"{m}: time s"]
+            first = f"{m}: Df-test %" if task == "fullclass" else f"{m}: Df-train % / MIA"
+            header += [first, f"{m}: Dr-test % (drop)", f"{m}: clean", f"{m}: time s"]
             if m == "auto":
-                header += ["auto: alpha, scope, trials"]
+                header += ["auto: alpha, scope, steps, trials, work"]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---|" * len(header))
         clean = defaultdict(int)
@@ -89,13 +94,18 @@ def table(rows: list[dict[str, Any]]) -> str:
                     continue
                 clean[m] += v["clean"]
                 times[m].append(v["time"])
-                cells += [f"{v['forget']:.1f}", f"{v['retain']:.1f} ({v['drop']:+.1f})", "yes" if v["clean"] else "no",
-                          f"{v['time']:.0f}"]
+                cells += [f"{v['forget']:.1f}" if task == "fullclass" else f"{v['forget_train']:.1f} / {v['mia']:.2f}",
+                          f"{v['retain']:.1f} ({v['drop']:+.1f})", "yes" if v["clean"] else "no", f"{v['time']:.0f}"]
                 if m == "auto":
-                    cells.append(f"{v['alpha']:.2f}, {v['scope']}, {v['trials']}" if isinstance(v["alpha"], float) else "-")
+                    cells.append(f"{v['alpha']:.3g}, {v['scope']}, {v['steps']}, {v['trials']}, {v['cost']:.2f}x"
+                                 if isinstance(v["alpha"], float) else f"none, {v['trials']} trials")
             out.append("| " + " | ".join(cells) + " |")
         summary = [f"{m}: {clean[m]}/{len(times[m])} clean, median time {statistics.median(times[m]):.0f} s"
                    for m in modes if times[m]]
+        costs = [c["auto"]["cost"] for c in by_target.values() if "auto" in c and c["auto"]["cost"]]
+        if costs:
+            summary.append(f"auto search work: median {statistics.median(costs):.2f}x, max {max(costs):.2f}x "
+                           "the fixed run's importance pass")
         fixed = [m for m in modes if m != "auto" and times[m]]
         if "auto" in modes and fixed and times["auto"]:
             ratios = [by_target[t]["auto"]["time"] / by_target[t][fixed[0]]["time"] for t in by_target

@@ -44,6 +44,7 @@ from torch import nn
 from unlearning.methods.ssd import dampen
 
 AUTO = "auto"
+NORMALISE = ("none", "layer", "global")
 
 
 def is_auto(alpha: Any) -> bool:
@@ -89,6 +90,10 @@ class AutoSettings:
     # (forward+backward over D and Df, counted as 3 forwards a sample): 2.0 keeps the whole
     # run within about 3x a fixed-alpha SSD run at any image size.
     max_cost: float = 2.0
+    # "layer": divide each tensor's imp_Df by the median of its imp_Df / imp_D ratios before
+    # selecting, so alpha measures specialisation relative to the layer ("global": one median
+    # for all tensors; "none": SSD's raw ratios).
+    normalise: str = "none"
 
     def __post_init__(self) -> None:
         checks = [
@@ -103,6 +108,7 @@ class AutoSettings:
             ("retain_samples", self.retain_samples >= 1),
             ("forget_samples", self.forget_samples >= 1),
             ("max_cost", self.max_cost > 0),
+            ("normalise", self.normalise in NORMALISE),
         ]
         for name, ok in checks:
             if not ok:
@@ -143,6 +149,31 @@ class Probe:
             "forget_kept": float((forget == self.forget_reference).float().mean()),
             "retain_changed": float((retain != self.retain_reference).float().mean()),
         }
+
+
+def normalised(full: Mapping[str, torch.Tensor], forget: Mapping[str, torch.Tensor],
+               mode: str) -> dict[str, torch.Tensor]:
+    """imp_Df divided by the median ratio imp_Df / imp_D of its tensor ("layer") or of all ("global").
+
+    Some requests (LFSSD on most digits) have imp_Df about 10x imp_D almost everywhere: the
+    selection then jumps from a few hundred entries to half the network within a factor 2 of
+    alpha. Dividing out the typical ratio leaves only how much *more* an entry serves Df than
+    its neighbours.
+    """
+    if mode == "none":
+        return dict(forget)
+
+    def median_ratio(names: Sequence[str]) -> float:
+        ratios = [(forget[n] / full[n])[full[n] > 0].flatten().float().cpu() for n in names]
+        ratios = torch.cat(ratios) if ratios else torch.empty(0)
+        ratios = ratios[torch.isfinite(ratios)]
+        median = float(ratios.median()) if ratios.numel() else 0.0
+        return median if median > 0 else 1.0
+
+    if mode == "global":
+        scale = median_ratio([n for n in forget if n in full])
+        return {n: v / scale for n, v in forget.items()}
+    return {n: (v / median_ratio([n]) if n in full else v) for n, v in forget.items()}
 
 
 def scoped(importance: Mapping[str, torch.Tensor], names: Sequence[str], scope: float) -> dict[str, torch.Tensor]:
@@ -212,6 +243,7 @@ class AutoSearch:
         s = self.settings
         names = [name for name, _ in model.named_parameters()]
         probe.calibrate(model)
+        forget = normalised(full, forget, s.normalise)
         self._trial_cost = float(len(probe.forget_images) + len(probe.retain_images))
         self.spent += self._trial_cost
         steps: list[Trial] = []
@@ -235,7 +267,7 @@ class AutoSearch:
             steps.append(chosen)
             if not go_on:
                 break
-            forget = refresh_forget(model)
+            forget = normalised(full, refresh_forget(model), s.normalise)
             self.spent += refresh_cost
         final = steps[-1] if steps else None
         return {
