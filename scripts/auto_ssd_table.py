@@ -104,14 +104,15 @@ def table(rows: list[dict[str, Any]]) -> str:
                    for m in modes if times[m]]
         costs = [c["auto"]["cost"] for c in by_target.values() if "auto" in c and c["auto"]["cost"]]
         if costs:
-            summary.append(f"auto search work: median {statistics.median(costs):.2f}x, max {max(costs):.2f}x "
-                           "the fixed run's importance pass")
+            summary.append(f"auto run's work (importances + search, in sample-forwards): median "
+                           f"{statistics.median(costs):.2f}x, max {max(costs):.2f}x a fixed-alpha run's")
         fixed = [m for m in modes if m != "auto" and times[m]]
         if "auto" in modes and fixed and times["auto"]:
             ratios = [by_target[t]["auto"]["time"] / by_target[t][fixed[0]]["time"] for t in by_target
                       if "auto" in by_target[t] and fixed[0] in by_target[t]]
             if ratios:
-                summary.append(f"time auto / {fixed[0]}: median {statistics.median(ratios):.2f}x, max {max(ratios):.2f}x")
+                summary.append(f"method time auto / {fixed[0]} with importances from the sweep's cache: median "
+                               f"{statistics.median(ratios):.2f}x, max {max(ratios):.2f}x")
         out.append("\n" + "; ".join(summary) + ".")
     return "\n".join(out)
 
