@@ -6,7 +6,7 @@
 
 A digit is *clean* when Df-test accuracy <= 5% and Dr-test accuracy fell by at most 3 points
 (test data is used here only to report; the automatic mode never reads it). For sub-class and
-random forgetting the first column is Df-train accuracy / MIA and "clean" keeps the same rule
+random forgetting the first column is Df-test / Df-train accuracy / MIA and "clean" keeps the same rule
 (it means little there: compare the columns). Prints one
 markdown table per (image size, method) and a summary line with clean counts and the
 median method-time ratio auto / fixed. Exit status 0; unreadable files are skipped with a note.
@@ -77,7 +77,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.append(f"\n### {method}, {task}, {size}\n")
         header = ["forget"]
         for m in modes:
-            first = f"{m}: Df-test %" if task == "fullclass" else f"{m}: Df-train % / MIA"
+            first = f"{m}: Df-test %" if task == "fullclass" else f"{m}: Df-test / Df-train % / MIA"
             header += [first, f"{m}: Dr-test % (drop)", f"{m}: clean", f"{m}: time s"]
             if m == "auto":
                 header += ["auto: alpha, scope, steps, trials, work"]
@@ -94,7 +94,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                     continue
                 clean[m] += v["clean"]
                 times[m].append(v["time"])
-                cells += [f"{v['forget']:.1f}" if task == "fullclass" else f"{v['forget_train']:.1f} / {v['mia']:.2f}",
+                cells += [f"{v['forget']:.1f}" if task == "fullclass" else f"{v['forget']:.1f} / {v['forget_train']:.1f} / {v['mia']:.2f}",
                           f"{v['retain']:.1f} ({v['drop']:+.1f})", "yes" if v["clean"] else "no", f"{v['time']:.0f}"]
                 if m == "auto":
                     cells.append(f"{v['alpha']:.3g}, {v['scope']}, {v['steps']}, {v['trials']}, {v['cost']:.2f}x"
