@@ -10,7 +10,6 @@ result on the test set (for reporting, never fed back into the search).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -88,7 +87,7 @@ def main() -> None:
             probe = Probe(sample_images(data.dataset("forget"), settings.forget_samples, settings.seed),
                           sample_images(data.dataset("retain"), settings.retain_samples, settings.seed + 1))
 
-            def refresh(m):
+            def refresh(m, data=data):
                 return importances(m, data.loader("forget", batch_size=64), args.variant)
 
             n_forget = len(data.indices("forget"))

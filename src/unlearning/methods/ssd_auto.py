@@ -52,7 +52,7 @@ def is_auto(alpha: Any) -> bool:
     return isinstance(alpha, str) and alpha.strip().lower() == AUTO
 
 
-def auto_settings(options: Mapping[str, Any] | None) -> "AutoSettings":
+def auto_settings(options: Mapping[str, Any] | None) -> AutoSettings:
     """:class:`AutoSettings` from the config's ``method.auto`` block; mistakes are UserErrors."""
     from unlearning.errors import UserError
 
