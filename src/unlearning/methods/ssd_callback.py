@@ -136,8 +136,7 @@ class SSDCallback(L.Callback):
         full_time = time.perf_counter() - start
         self.forget = self._importance(trainer, model, "forget")
         forget_time = time.perf_counter() - start - full_time
-        self.alpha = self.select_alpha(trainer, self.full, self.forget)
-        changed = dampen(model, self.full, self.forget, self.alpha, self.lambda_)
+        changed = self.dampen_model(trainer, model)
         total = sum(p.numel() for p in model.parameters())
         self.summary = {
             "alpha": self.alpha,
@@ -154,6 +153,16 @@ class SSDCallback(L.Callback):
             "channels_last": self.channels_last,
             "importance_cache": dict(self.cache_use) if self.cache is not None else "off",
         }
+
+    def dampen_model(self, trainer: L.Trainer, model: torch.nn.Module) -> int:
+        """Dampen ``model`` with both importances known; return how many entries changed.
+
+        SSD and ASSD dampen once with :meth:`select_alpha`'s alpha; the automatic mode
+        (:class:`~unlearning.methods.ssd_auto_callback.AutoSSDCallback`) overrides this with
+        its search, which needs the model and the data, not just one number.
+        """
+        self.alpha = self.select_alpha(trainer, self.full, self.forget)
+        return dampen(model, self.full, self.forget, self.alpha, self.lambda_)
 
     def select_alpha(self, trainer: L.Trainer, full: dict[str, torch.Tensor],
                      forget: dict[str, torch.Tensor]) -> float:

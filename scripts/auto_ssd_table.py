@@ -1,0 +1,133 @@
+"""Per-digit table of fixed-alpha vs automatic SSD/LFSSD from the results.json files of a sweep.
+
+    python unlearn.py -m task.forget=0,1,2,3,4,5,6,7,8,9 method=ssd,lfssd method.alpha=10,auto \
+        paths.checkpoint_dir=/work/ckpts logger=none hydra.sweep.dir=outputs/auto_ssd/8px
+    python scripts/auto_ssd_table.py outputs/auto_ssd/8px [more folders ...]
+
+A digit is *clean* when Df-test accuracy <= 5% and Dr-test accuracy fell by at most 3 points
+(test data is used here only to report; the automatic mode never reads it). For sub-class and
+random forgetting the first column is Df-test / Df-train accuracy / MIA and "clean" keeps the same rule
+(it means little there: compare the columns). Prints one
+markdown table per (image size, method) and a summary line with clean counts and the
+median method-time ratio auto / fixed. Exit status 0; unreadable files are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+FORGET_MAX = 5.0
+RETAIN_DROP_MAX = 3.0
+
+
+def load(folders: list[Path]) -> list[dict[str, Any]]:
+    rows = []
+    for folder in folders:
+        for path in sorted(folder.rglob("results.json")):
+            try:
+                result = json.loads(path.read_text())
+            except (OSError, ValueError) as error:
+                print(f"skipped {path}: {error}", file=sys.stderr)
+                continue
+            if result.get("status") == "complete" and result.get("job", "unlearn") == "unlearn":
+                rows.append(result)
+    return rows
+
+
+def mode(result: dict[str, Any]) -> str:
+    alpha = result.get("method_info", {}).get("alpha")
+    return "auto" if alpha == "auto" else f"alpha {alpha:g}" if isinstance(alpha, int | float) else str(alpha)
+
+
+def image_size(result: dict[str, Any]) -> str:
+    config = result.get("config", {})
+    size = config.get("model", {}).get("image_size") or config.get("dataset", {}).get("image_size")
+    return f"{size} px" if size else "native px"
+
+
+def measures(result: dict[str, Any]) -> dict[str, Any]:
+    before, after = result["metrics"]["original"], result["metrics"]["unlearned"]
+    drop = before["retain_test_acc"] - after["retain_test_acc"]
+    info = result.get("method_info", {})
+    return {
+        "forget": after["forget_test_acc"], "retain": after["retain_test_acc"], "drop": drop,
+        "clean": after["forget_test_acc"] <= FORGET_MAX and drop <= RETAIN_DROP_MAX,
+        "time": result["method_time_s"], "alpha": info.get("chosen_alpha", info.get("alpha")),
+        "scope": info.get("chosen_scope"), "trials": info.get("n_trials"), "steps": info.get("n_steps"),
+        "cost": (info.get("work") or {}).get("cost_ratio"),
+        "forget_train": after["forget_train_acc"], "mia": after.get("mia"),
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown tables, one per (image size, method, task), with fixed and auto side by side."""
+    groups: dict[tuple, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for result in rows:
+        key = (image_size(result), result["method"], result["task"])
+        groups[key][str(result.get("forget_target") or result["forget"])][mode(result)] = measures(result)
+    out = []
+    for (size, method, task), by_target in sorted(groups.items()):
+        modes = sorted({m for cells in by_target.values() for m in cells}, key=lambda m: (m == "auto", m))
+        out.append(f"\n### {method}, {task}, {size}\n")
+        header = ["forget"]
+        for m in modes:
+            first = f"{m}: Df-test %" if task == "fullclass" else f"{m}: Df-test / Df-train % / MIA"
+            header += [first, f"{m}: Dr-test % (drop)", f"{m}: clean", f"{m}: time s"]
+            if m == "auto":
+                header += ["auto: alpha, scope, steps, trials, work"]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        clean = defaultdict(int)
+        times = defaultdict(list)
+        for target in sorted(by_target, key=lambda t: (len(t), t)):
+            cells = [target]
+            for m in modes:
+                v = by_target[target].get(m)
+                if v is None:
+                    cells += ["-"] * (5 if m == "auto" else 4)
+                    continue
+                clean[m] += v["clean"]
+                times[m].append(v["time"])
+                cells += [f"{v['forget']:.1f}" if task == "fullclass" else f"{v['forget']:.1f} / {v['forget_train']:.1f} / {v['mia']:.2f}",
+                          f"{v['retain']:.1f} ({v['drop']:+.1f})", "yes" if v["clean"] else "no", f"{v['time']:.0f}"]
+                if m == "auto":
+                    cells.append(f"{v['alpha']:.3g}, {v['scope']}, {v['steps']}, {v['trials']}, {v['cost']:.2f}x"
+                                 if isinstance(v["alpha"], float) else f"none, {v['trials']} trials")
+            out.append("| " + " | ".join(cells) + " |")
+        summary = [f"{m}: {clean[m]}/{len(times[m])} clean, median time {statistics.median(times[m]):.0f} s"
+                   for m in modes if times[m]]
+        costs = [c["auto"]["cost"] for c in by_target.values() if "auto" in c and c["auto"]["cost"]]
+        if costs:
+            summary.append(f"auto run's work (importances + search, in sample-forwards): median "
+                           f"{statistics.median(costs):.2f}x, max {max(costs):.2f}x a fixed-alpha run's")
+        fixed = [m for m in modes if m != "auto" and times[m]]
+        if "auto" in modes and fixed and times["auto"]:
+            ratios = [by_target[t]["auto"]["time"] / by_target[t][fixed[0]]["time"] for t in by_target
+                      if "auto" in by_target[t] and fixed[0] in by_target[t]]
+            if ratios:
+                summary.append(f"method time auto / {fixed[0]} with importances from the sweep's cache: median "
+                               f"{statistics.median(ratios):.2f}x, max {max(ratios):.2f}x")
+        out.append("\n" + "; ".join(summary) + ".")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="sweep folders holding results.json files")
+    args = parser.parse_args(argv)
+    rows = load(args.folders)
+    if not rows:
+        print(f"no complete results.json under {', '.join(map(str, args.folders))}", file=sys.stderr)
+        return 1
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""Hands-free SSD/LFSSD: pick how much to dampen per request, from the model, Df and a retain sample.
+
+SSD's selection weighting alpha is brittle: on one model the alpha that forgets one class
+cleanly collapses another and leaves a third untouched (see docs/auto_ssd.md for the
+measurements). This module searches alpha per request instead, using only what a real
+request has: the importances SSD computes anyway, the forget set Df, and a small seeded
+sample of the retained *training* data. It never looks at test data.
+
+Every trial restores the original weights, dampens with one alpha and measures two
+label-free numbers with forward passes only (no importance is recomputed):
+
+* ``forget_kept``: the fraction of Df samples whose prediction is still the original
+  model's prediction (for full-class forgetting this is Df-train accuracy, near 1 before);
+* ``retain_changed``: the fraction of the retain sample whose prediction changed.
+
+The search wants ``forget_kept <= forget_target`` (forgotten) with ``retain_changed <=
+retain_tolerance`` (nothing else disturbed), and prefers the largest alpha that does it
+(the fewest parameters changed). Three choices make the search well posed:
+
+1. **Dampening scope.** Only the deepest ``scope`` fraction of the parameter tensors (in
+   ``named_parameters`` order, i.e. forward order) is eligible, widened step by step
+   (``scopes``) only when the target cannot be met. Dampening an early filter changes the
+   input of everything after it, for every class; its squared mini-batch gradient does not
+   see that fan-out, so early-layer selections are what collapses the retained classes.
+2. **lambda tied to alpha** (``lambda = lambda_ratio * alpha``; the paper's 1 at alpha 10
+   is ratio 0.1). A global rescaling of imp_Df (LFSSD on some classes has all importances
+   ~10x too high) then only moves the best alpha, it does not change how hard the
+   selected parameters are hit, so one search covers every request.
+3. **Bisection on log alpha** between ``alpha_max`` (little dampening) and ``alpha_min``:
+   forgetting grows as alpha falls, so the boundary is found in a handful of trials.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from unlearning.methods.ssd import dampen
+
+AUTO = "auto"
+NORMALISE = ("none", "layer", "global")
+
+
+def is_auto(alpha: Any) -> bool:
+    """True when the configured alpha asks for the automatic search."""
+    return isinstance(alpha, str) and alpha.strip().lower() == AUTO
+
+
+def auto_settings(options: Mapping[str, Any] | None) -> AutoSettings:
+    """:class:`AutoSettings` from the config's ``method.auto`` block; mistakes are UserErrors."""
+    from unlearning.errors import UserError
+
+    options = dict(options or {})
+    valid = {f.name for f in fields(AutoSettings)}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise UserError(f"method.auto has unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}.")
+    if "scopes" in options:
+        scopes = options["scopes"]
+        options["scopes"] = tuple(float(x) for x in (scopes if isinstance(scopes, list | tuple) else [scopes]))
+    try:
+        return AutoSettings(**options)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"method.auto: {error}. See docs/auto_ssd.md for what each setting does.") from None
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """What the search aims for and how far it may go. Defaults are one configuration for all requests."""
+
+    forget_target: float = 0.02        # Df predictions left as before (fraction) to count as forgotten
+    retain_tolerance: float = 0.02     # retain-sample predictions allowed to change (fraction)
+    alpha_min: float = 1.0
+    alpha_max: float = 1000.0
+    lambda_ratio: float = 0.1          # lambda = lambda_ratio * alpha (paper: 1 at alpha 10)
+    scopes: tuple[float, ...] = (0.3, 1.0)  # deepest fraction of parameter tensors eligible, widened in turn
+    precision: float = 1.25            # stop bisecting when alpha_hi / alpha_lo <= precision
+    max_trials: int = 30
+    max_steps: int = 3                 # >1: dampen in steps, imp_Df recomputed in between (see AutoSearch)
+    retain_samples: int = 256          # seeded sample of Dr-train used by the guard
+    forget_samples: int = 256         # at most this many Df samples are probed per trial
+    seed: int = 0
+    # Extra work the search may do, as a multiple of a fixed-alpha run's importance pass
+    # (forward+backward over D and Df, counted as 3 forwards a sample): 2.0 keeps the whole
+    # run within about 3x a fixed-alpha SSD run at any image size.
+    max_cost: float = 2.0
+    # "layer": divide each tensor's imp_Df by the median of its imp_Df / imp_D ratios before
+    # selecting, so alpha measures specialisation relative to the layer ("global": one median
+    # for all tensors; "none": SSD's raw ratios).
+    normalise: str = "none"
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("forget_target", 0 <= self.forget_target < 1),
+            ("retain_tolerance", 0 <= self.retain_tolerance < 1),
+            ("alpha_min", 0 < self.alpha_min < self.alpha_max),
+            ("lambda_ratio", self.lambda_ratio > 0),
+            ("scopes", len(self.scopes) > 0 and all(0 < s <= 1 for s in self.scopes)),
+            ("precision", self.precision > 1),
+            ("max_trials", self.max_trials >= 2),
+            ("max_steps", self.max_steps >= 1),
+            ("retain_samples", self.retain_samples >= 1),
+            ("forget_samples", self.forget_samples >= 1),
+            ("max_cost", self.max_cost > 0),
+            ("normalise", self.normalise in NORMALISE),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"SSD auto setting {name}={getattr(self, name)!r} is out of range")
+
+
+@dataclass
+class Probe:
+    """Forward-only measurements of a trial on a Df sample and a retain sample (training data only)."""
+
+    forget_images: torch.Tensor
+    retain_images: torch.Tensor
+    batch_size: int = 512
+    forget_reference: torch.Tensor = field(init=False)
+    retain_reference: torch.Tensor = field(init=False)
+
+    def calibrate(self, model: nn.Module) -> None:
+        """Record the original model's predictions, the reference every trial is compared with."""
+        self.forget_reference = self.predictions(model, self.forget_images)
+        self.retain_reference = self.predictions(model, self.retain_images)
+
+    @torch.no_grad()
+    def predictions(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            out = [model(images[i : i + self.batch_size].to(device)).argmax(1).cpu()
+                   for i in range(0, len(images), self.batch_size)]
+        finally:
+            model.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        forget = self.predictions(model, self.forget_images)
+        retain = self.predictions(model, self.retain_images)
+        return {
+            "forget_kept": float((forget == self.forget_reference).float().mean()),
+            "retain_changed": float((retain != self.retain_reference).float().mean()),
+        }
+
+
+def normalised(full: Mapping[str, torch.Tensor], forget: Mapping[str, torch.Tensor],
+               mode: str) -> dict[str, torch.Tensor]:
+    """imp_Df divided by the median ratio imp_Df / imp_D of its tensor ("layer") or of all ("global").
+
+    Some requests (LFSSD on most digits) have imp_Df about 10x imp_D almost everywhere: the
+    selection then jumps from a few hundred entries to half the network within a factor 2 of
+    alpha. Dividing out the typical ratio leaves only how much *more* an entry serves Df than
+    its neighbours.
+    """
+    if mode == "none":
+        return dict(forget)
+
+    def median_ratio(names: Sequence[str]) -> float:
+        ratios = [(forget[n] / full[n])[full[n] > 0].flatten().float().cpu() for n in names]
+        ratios = torch.cat(ratios) if ratios else torch.empty(0)
+        ratios = ratios[torch.isfinite(ratios)]
+        median = float(ratios.median()) if ratios.numel() else 0.0
+        return median if median > 0 else 1.0
+
+    if mode == "global":
+        scale = median_ratio([n for n in forget if n in full])
+        return {n: v / scale for n, v in forget.items()}
+    return {n: (v / median_ratio([n]) if n in full else v) for n, v in forget.items()}
+
+
+def scoped(importance: Mapping[str, torch.Tensor], names: Sequence[str], scope: float) -> dict[str, torch.Tensor]:
+    """The entries of ``importance`` for the deepest ``scope`` fraction of ``names`` (forward order)."""
+    keep = names[len(names) - max(1, math.ceil(scope * len(names))):]
+    return {name: importance[name] for name in keep if name in importance}
+
+
+@dataclass
+class Trial:
+    scope: float
+    alpha: float
+    lambda_: float
+    forget_kept: float
+    retain_changed: float
+    parameters_changed: int
+    step: int = 0
+
+    def forgotten(self, settings: AutoSettings) -> bool:
+        return self.forget_kept <= settings.forget_target
+
+    def safe(self, settings: AutoSettings) -> bool:
+        return self.retain_changed <= settings.retain_tolerance
+
+
+class AutoSearch:
+    """Finds, per request, the alpha (and scope) that forgets Df without disturbing the retain sample.
+
+    With ``refresh_forget`` (a function computing imp_Df on the model as it is now) and
+    ``max_steps > 1``, a request that no single dampening forgets within the guard is
+    handled in steps: the safe trial that forgot most is kept, imp_Df is recomputed on the
+    dampened model, and the search runs again from there. The guard always compares with
+    the *original* model's predictions, so the collateral of all steps adds up.
+    """
+
+    def __init__(self, settings: AutoSettings | None = None, importance_work: float | None = None):
+        """``importance_work``: the fixed-alpha run's importance pass in sample-forwards
+        (3 * (|D| + |Df|)); the search spends at most ``max_cost`` times that. None: no limit."""
+        self.settings = settings or AutoSettings()
+        self.trials: list[Trial] = []
+        self.importance_work = importance_work
+        self.budget = math.inf if importance_work is None else self.settings.max_cost * importance_work
+        self.spent = 0.0
+        self._trial_cost = 0.0
+
+    def _affordable(self, cost: float | None = None) -> bool:
+        """Whether one more trial (or ``cost`` sample-forwards) fits both the trial and the work budget."""
+        cost = self._trial_cost if cost is None else cost
+        return len(self.trials) < self.settings.max_trials and self.spent + cost <= self.budget
+
+    def run(
+        self,
+        model: nn.Module,
+        full: Mapping[str, torch.Tensor],
+        forget: Mapping[str, torch.Tensor],
+        probe: Probe,
+        agree: Callable[[Any], Any] = lambda choice: choice,
+        refresh_forget: Callable[[nn.Module], Mapping[str, torch.Tensor]] | None = None,
+        refresh_cost: float = 0.0,
+    ) -> dict[str, Any]:
+        """Leave ``model`` dampened with the chosen trial(s); return the choices for results.json.
+
+        ``agree`` maps this process's choice to the one every process applies (under DDP:
+        rank 0's, broadcast), so replicas stay identical even if float noise differed.
+        """
+        start = time.perf_counter()
+        s = self.settings
+        names = [name for name, _ in model.named_parameters()]
+        probe.calibrate(model)
+        forget = normalised(full, forget, s.normalise)
+        self._trial_cost = float(len(probe.forget_images) + len(probe.retain_images))
+        self.spent += self._trial_cost
+        steps: list[Trial] = []
+        reached = False
+        for step in range(s.max_steps):
+            base = {name: p.detach().clone() for name, p in model.named_parameters()}
+            chosen = None
+            for scope in s.scopes:
+                chosen = self._search_scope(model, base, scoped(full, names, scope), forget, probe, scope, step)
+                if chosen is not None or not self._affordable():
+                    break
+            reached = chosen is not None
+            last_step = (reached or step + 1 >= s.max_steps or refresh_forget is None
+                         or not self._affordable(refresh_cost + self._trial_cost))
+            chosen = chosen or self._best_effort(step, steps[-1].forget_kept if steps else 1.0)
+            chosen, go_on, reached = agree((chosen, not last_step and chosen is not None, reached))
+            if chosen is None:  # no trial of this step made progress within the guard: keep the last step
+                _restore(model, base)
+                break
+            self._apply(model, base, full, forget, names, chosen)
+            steps.append(chosen)
+            if not go_on:
+                break
+            forget = normalised(full, refresh_forget(model), s.normalise)
+            self.spent += refresh_cost
+        final = steps[-1] if steps else None
+        return {
+            "alpha": AUTO,
+            "chosen_alpha": final.alpha if final else None,
+            "chosen_lambda": final.lambda_ if final else None,
+            "chosen_scope": final.scope if final else None,
+            "steps": [asdict(t) for t in steps],
+            "n_steps": len(steps),
+            "target_reached": reached,
+            "forget_kept": final.forget_kept if final else 1.0,
+            "retain_changed": final.retain_changed if final else 0.0,
+            "parameters_changed": sum(t.parameters_changed for t in steps),
+            "n_trials": len(self.trials),
+            "trials": [asdict(t) for t in self.trials],
+            "settings": {**asdict(s), "scopes": list(s.scopes)},
+            "probe": {"forget_samples": len(probe.forget_images), "retain_samples": len(probe.retain_images)},
+            "search_time_s": time.perf_counter() - start,
+            "work": {"importance": self.importance_work, "search": self.spent, "budget": self.budget,
+                     "cost_ratio": None if not self.importance_work else 1 + self.spent / self.importance_work},
+        }
+
+    # ------------------------------------------------------------------ internals
+    def _trial(self, model, base, full, forget, probe, scope: float, alpha: float, step: int) -> Trial:
+        _restore(model, base)
+        lambda_ = self.settings.lambda_ratio * alpha
+        changed = dampen(model, full, forget, alpha, lambda_)
+        trial = Trial(scope, alpha, lambda_, **probe.measure(model), parameters_changed=changed, step=step)
+        self.spent += self._trial_cost
+        self.trials.append(trial)
+        return trial
+
+    def _search_scope(self, model, base, full, forget, probe, scope: float, step: int) -> Trial | None:
+        """Largest alpha in ``scope`` whose trial is forgotten and safe; None when no trial is.
+
+        One bisection on log alpha over a single monotone question, "did this trial do
+        enough?": a trial that forgot Df *or* broke the retain guard did enough (go to a
+        larger alpha, less dampening); a safe trial that did not forget did too little (go
+        smaller). Both effects grow as alpha falls, so the boundary is one crossing and a
+        forgotten, safe trial, if any exists, lies next to it. Trials are cheap (dampen and
+        two forward passes) but not free, so the search stops at ``precision`` or when the
+        trial budget is spent.
+        """
+        s = self.settings
+        lo, hi = s.alpha_min, s.alpha_max
+        best: Trial | None = None
+        while hi / lo > s.precision and self._affordable():
+            trial = self._trial(model, base, full, forget, probe, scope, math.sqrt(lo * hi), step)
+            if trial.forgotten(s) and trial.safe(s):
+                best = trial if best is None or trial.alpha > best.alpha else best
+            if trial.forgotten(s) or not trial.safe(s):
+                lo = trial.alpha
+            else:
+                hi = trial.alpha
+        return best
+
+    def _best_effort(self, step: int, start_kept: float) -> Trial | None:
+        """No trial of ``step`` met both goals: the safe one that forgot most, if it forgot more
+        than the step started with (``start_kept``); else None (the step changes nothing)."""
+        safe = [t for t in self.trials if t.step == step and t.safe(self.settings)]
+        best = min(safe, key=lambda t: (t.forget_kept, -t.alpha), default=None)
+        return best if best is not None and best.forget_kept < start_kept else None
+
+    def _apply(self, model, base, full, forget, names, trial: Trial) -> None:
+        _restore(model, base)
+        dampen(model, scoped(full, names, trial.scope), forget, trial.alpha, trial.lambda_)
+
+
+@torch.no_grad()
+def _restore(model: nn.Module, original: Mapping[str, torch.Tensor]) -> None:
+    for name, param in model.named_parameters():
+        param.copy_(original[name])
+
+
+def sample_images(dataset, count: int, seed: int) -> torch.Tensor:
+    """A seeded sample of ``count`` images of a (training) dataset, stacked; all of it when smaller."""
+    n = len(dataset)
+    generator = torch.Generator().manual_seed(int(seed))
+    positions = torch.randperm(n, generator=generator)[: min(count, n)].sort().values
+    return torch.stack([dataset[int(i)][0] for i in positions]) if n else torch.empty(0)

@@ -1,0 +1,212 @@
+"""Automatic SSD (method.alpha=auto): forgets where the paper's alpha fails, records its choices,
+and never reads test data."""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+
+from tests.conftest import QUIET, compose_config
+from unlearning.data.datamodule import UnlearningDataModule
+from unlearning.errors import UserError
+from unlearning.evaluation.predictions import predict
+from unlearning.jobs.builders import build_datamodule, build_model, build_task, make_trainer
+from unlearning.jobs.unlearn import build_method
+from unlearning.methods.base import MethodContext
+from unlearning.methods.ssd import dampen, importances, ssd
+from unlearning.methods.ssd_auto import AutoSearch, AutoSettings, Probe, auto_settings, sample_images, scoped
+from unlearning.models.checkpoints import load_checkpoint, load_into
+
+#: A digit the paper's alpha (10, lambda 1) does not forget cleanly on the default digits model
+#: (measured in docs/auto_ssd.md: Dr-test collapses to about 11%); the automatic mode does.
+DIGIT = 3
+
+
+class TrainOnlyData(UnlearningDataModule):
+    """The real data module, except that any request for test data fails (and is recorded)."""
+
+    touched: list[str]
+
+    def _refuse(self, split: str) -> None:
+        if split.endswith("test"):
+            self.touched.append(split)
+            raise AssertionError(f"the automatic SSD mode asked for test data ({split})")
+
+    def indices(self, split: str):
+        self._refuse(split)
+        return super().indices(split)
+
+    def dataset(self, split: str, augment: bool = False):
+        self._refuse(split)
+        return super().dataset(split, augment)
+
+    def val_dataloader(self):
+        self._refuse("test")
+
+    def test_dataloader(self):
+        self._refuse("test")
+
+
+def _unlearn_config(trained_root, *overrides):
+    return compose_config("unlearn", [f"paths.checkpoint_dir={trained_root / 'checkpoints'}",
+                                      f"paths.root_dir={trained_root}", f"task.forget={DIGIT}", *QUIET, *overrides])
+
+
+def _accuracies(model, data) -> dict[str, float]:
+    logits, labels = predict(model, data.loader("test"))
+    correct = logits.argmax(1) == labels
+    forget = torch.as_tensor(data.indices("forget_test"))
+    retain = torch.as_tensor(data.indices("retain_test"))
+    return {"forget_test": 100 * correct[forget].float().mean().item(),
+            "retain_test": 100 * correct[retain].float().mean().item()}
+
+
+@pytest.fixture(scope="module")
+def auto_run(trained_root):
+    """(slow: the full importance pass over D, ~1 min on 2 busy cores)"""
+    """Forget DIGIT with method=ssd method.alpha=auto on a data module that refuses test data."""
+    cfg = _unlearn_config(trained_root, "method.alpha=auto")
+    data = build_datamodule(cfg, build_task(cfg))
+    data.setup()
+    state, _ = load_checkpoint(trained_root / "checkpoints" / "digits-fine-resnet18-8px")
+    model = load_into(build_model(cfg, data.num_classes, data.channels), state, "digits")
+    original = copy.deepcopy(model).eval()
+    guarded = copy.copy(data)
+    guarded.__class__, guarded.touched = TrainOnlyData, []
+    context = MethodContext(make_trainer=partial(make_trainer, cfg, False), fresh_model=lambda: None,
+                            original=original, task="fullclass")
+    info = build_method(cfg).unlearn(model, guarded, context)
+    return {"data": data, "guarded": guarded, "model": model, "original": original, "info": info}
+
+
+@pytest.mark.slow
+def test_auto_forgets_a_digit_cleanly(auto_run):
+    """The issue's bar on one digit: Df-test <= 5 % and Dr-test down by at most 3 points."""
+    data, original = auto_run["data"], auto_run["original"]
+    before = _accuracies(original, data)
+    auto = _accuracies(auto_run["model"], data)
+    assert auto["forget_test"] <= 5.0, auto
+    assert before["retain_test"] - auto["retain_test"] <= 3.0, (before, auto)
+
+
+@pytest.mark.slow
+def test_alpha_10_is_not_clean_on_that_digit(auto_run):
+    """Keeps the test above meaningful: the paper's fixed alpha fails on DIGIT (collapse or no forgetting)."""
+    data, original = auto_run["data"], auto_run["original"]
+    before = _accuracies(original, data)
+    fixed = copy.deepcopy(original)
+    ssd(fixed, data.loader("full", batch_size=64), data.loader("forget", batch_size=64), alpha=10.0, lambda_=1.0)
+    paper = _accuracies(fixed, data)
+    clean = paper["forget_test"] <= 5.0 and before["retain_test"] - paper["retain_test"] <= 3.0
+    assert not clean, f"alpha 10 was already clean on digit {DIGIT} ({paper}); pick another digit for these tests"
+
+
+@pytest.mark.slow
+def test_auto_records_its_choices(auto_run):
+    info = auto_run["info"]
+    assert info["alpha"] == "auto" and info["variant"] == "ssd"
+    assert isinstance(info["chosen_alpha"], float) and info["chosen_alpha"] > 0
+    assert info["lambda"] == pytest.approx(info["settings"]["lambda_ratio"] * info["chosen_alpha"])
+    assert 0 < info["chosen_scope"] <= 1
+    assert info["n_trials"] == len(info["trials"]) >= 2
+    assert info["parameters_changed"] > 0
+    last = info["steps"][-1]
+    assert (last["alpha"], last["scope"]) == (info["chosen_alpha"], info["chosen_scope"])
+    assert last in info["trials"]
+    assert info["parameters_changed"] == sum(step["parameters_changed"] for step in info["steps"])
+    assert 1 <= info["n_steps"] <= info["settings"]["max_steps"]
+    # the applied dampening forgot on training data within the guard, and stayed within its work budget
+    assert info["forget_kept"] < 0.1
+    assert info["retain_changed"] <= info["settings"]["retain_tolerance"]
+    assert 1.0 < info["work"]["cost_ratio"] <= 1.0 + info["settings"]["max_cost"]
+
+
+@pytest.mark.slow
+def test_auto_never_reads_test_data(auto_run):
+    assert auto_run["guarded"].touched == []
+    probe = auto_run["info"]["probe"]
+    assert probe["forget_samples"] == min(AutoSettings().forget_samples, len(auto_run["data"].indices("forget")))
+    assert probe["retain_samples"] == min(AutoSettings().retain_samples, len(auto_run["data"].indices("retain")))
+
+
+@pytest.mark.parametrize("method", ["ssd", "lfssd"])
+def test_method_ssd_alone_keeps_the_papers_alpha(method, tmp_path):
+    cfg = compose_config("unlearn", [f"method={method}", f"paths.root_dir={tmp_path}", *QUIET])
+    chosen = build_method(cfg)
+    assert chosen.alpha == 10.0 and chosen.lambda_ == 1.0 and chosen.auto is None
+    auto = build_method(compose_config("unlearn", [f"method={method}", "method.alpha=auto", *QUIET]))
+    assert auto.auto is not None and auto.variant == method
+
+
+def test_auto_settings_mistakes_are_user_errors():
+    with pytest.raises(UserError, match="unknown setting"):
+        auto_settings({"forget_targt": 0.1})
+    with pytest.raises(UserError, match="retain_tolerance"):
+        auto_settings({"retain_tolerance": 2})
+    with pytest.raises(UserError, match="auto"):
+        build_method(compose_config("unlearn", ["method.alpha=often", *QUIET]))
+    with pytest.raises(UserError, match="max_cost"):
+        build_method(compose_config("unlearn", ["method=lfssd", "method.alpha=auto", "method.auto.max_cost=0", *QUIET]))
+    with pytest.raises(UserError, match="scopes"):
+        auto_settings({"scopes": [0.0]})
+
+
+# ------------------------------------------------------------------ the search itself, quickly
+@pytest.fixture(scope="module")
+def search_inputs(trained_root):
+    """The digits model, SSD's importances of D and Df, and a probe (Df and 128 retained training samples)."""
+    cfg = _unlearn_config(trained_root)
+    data = build_datamodule(cfg, build_task(cfg))
+    data.setup()
+    state, _ = load_checkpoint(trained_root / "checkpoints" / "digits-fine-resnet18-8px")
+    model = load_into(build_model(cfg, data.num_classes, data.channels), state, "digits").eval()
+    full = importances(model, data.loader("full", batch_size=64))
+    forget = importances(model, data.loader("forget", batch_size=64))
+    probe = Probe(sample_images(data.dataset("forget"), 256, 0), sample_images(data.dataset("retain"), 128, 1))
+    return model, full, forget, probe
+
+
+def test_search_keeps_the_largest_safe_forgetting_alpha_and_applies_exactly_it(search_inputs):
+    model, full, forget, probe = search_inputs
+    settings = AutoSettings(max_steps=1, scopes=(0.3,), max_trials=6)
+    original = copy.deepcopy(model)
+    dampened = copy.deepcopy(model)
+    search = AutoSearch(settings, importance_work=3.0 * (1437 + len(probe.forget_images)))
+    info = search.run(dampened, full, forget, probe)
+
+    trials = info["trials"]
+    assert 2 <= len(trials) <= settings.max_trials
+    assert all(settings.alpha_min <= t["alpha"] <= settings.alpha_max for t in trials)
+    assert info["work"]["search"] <= info["work"]["budget"]
+    good = [t for t in trials if t["forget_kept"] <= settings.forget_target
+            and t["retain_changed"] <= settings.retain_tolerance]
+    if good:  # the largest alpha among forgotten, safe trials (fewest parameters changed)
+        assert info["target_reached"] and info["chosen_alpha"] == max(t["alpha"] for t in good)
+    else:  # else the safe trial that forgot most
+        safe = [t for t in trials if t["retain_changed"] <= settings.retain_tolerance]
+        assert info["forget_kept"] == min(t["forget_kept"] for t in safe)
+    assert info["forget_kept"] < 0.5, "the search should forget a good part of Df within the guard"
+
+    # the model holds exactly that trial's dampening, measured as reported
+    expected = copy.deepcopy(original)
+    names = [name for name, _ in expected.named_parameters()]
+    changed = dampen(expected, scoped(full, names, info["chosen_scope"]), forget, info["chosen_alpha"],
+                     info["chosen_lambda"])
+    assert changed == info["parameters_changed"] > 0
+    for (name, got), want in zip(dampened.named_parameters(), expected.parameters(), strict=True):
+        assert torch.equal(got, want), name
+    probe.calibrate(original)
+    assert probe.measure(dampened) == pytest.approx({"forget_kept": info["forget_kept"],
+                                                     "retain_changed": info["retain_changed"]})
+
+
+def test_work_budget_stops_the_search(search_inputs):
+    model, full, forget, probe = search_inputs
+    trial_cost = len(probe.forget_images) + len(probe.retain_images)
+    # room for the calibration and exactly three trials
+    search = AutoSearch(AutoSettings(max_steps=1, scopes=(0.3,), max_cost=1.0), importance_work=4.0 * trial_cost)
+    info = search.run(copy.deepcopy(model), full, forget, probe)
+    assert info["n_trials"] == 3 and info["work"]["cost_ratio"] == pytest.approx(2.0)
