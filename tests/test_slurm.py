@@ -264,10 +264,12 @@ def test_scancel_is_a_sigkill_after_killwait_for_submitit_jobs(slurm_cluster, tr
     """A plain `scancel` of a running job: submitit ignores the SIGTERM, SLURM then kills it.
 
     Whatever point the run had reached, its folder holds a complete results.json or none.
+    The job is a retrain (20 epochs, minutes on one CPU): an SSD run on a quiet machine can
+    finish within the KillWait (10 s) that separates SIGTERM from SIGKILL.
     """
     name = job_name("scancel")
     sweep_dir = tmp_path / "sweep"
-    command = [sys.executable, str(ROOT / "unlearn.py"), "-m", "method=lfssd", "task.forget=4",
+    command = [sys.executable, str(ROOT / "unlearn.py"), "-m", "method=retrain", "task.forget=4",
                f"hydra.sweep.dir={sweep_dir}", *common(trained_root), *slurm(name, 1)]
     env = {**os.environ, "UNLEARNING_ROOT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "run.log", "w") as log:
