@@ -13,6 +13,7 @@ from unlearning.methods.ssd import VARIANTS, autocast_dtype, check_hyperparamete
 from unlearning.methods.ssd_auto import auto_settings, is_auto
 from unlearning.methods.ssd_auto_callback import AutoSSDCallback
 from unlearning.methods.ssd_callback import SSDCallback
+from unlearning.validate import whole_number
 
 
 class SSD(UnlearningMethod):
@@ -48,8 +49,8 @@ class SSD(UnlearningMethod):
             raise UserError(f"{error}. alpha is the selection weighting (paper: 10 for ResNet18, 5/25 for ViT), or "
                             "auto to choose it per request (docs/auto_ssd.md); lambda_ the dampening constant "
                             "(paper: 1); both must be > 0.") from None
-        if int(batch_size) < 1:
-            raise UserError(f"method.batch_size must be a positive whole number, got {batch_size!r}.")
+        batch_size = whole_number(batch_size, "method.batch_size",
+                                  hint="It is the importance pass's batch size (paper: 64).")
         try:
             self.autocast_dtype = autocast_dtype(autocast)
         except ValueError as error:
@@ -58,7 +59,7 @@ class SSD(UnlearningMethod):
         if not isinstance(cache, bool) or not isinstance(channels_last, bool):
             raise UserError(f"method.cache and method.channels_last must be true or false, got "
                             f"{cache!r} and {channels_last!r}.")
-        self.alpha, self.lambda_, self.variant, self.batch_size = alpha, lambda_, variant, int(batch_size)
+        self.alpha, self.lambda_, self.variant, self.batch_size = alpha, lambda_, variant, batch_size
         self.cache, self.channels_last = cache, channels_last
         self.name = variant
         self.uses_labels = variant == "ssd"
