@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unlearning.evaluation.predictions import predict
 from unlearning.methods.ssd import dampen
 
 AUTO = "auto"
@@ -130,17 +131,12 @@ class Probe:
         self.forget_reference = self.predictions(model, self.forget_images)
         self.retain_reference = self.predictions(model, self.retain_images)
 
-    @torch.no_grad()
     def predictions(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
-            out = [model(images[i : i + self.batch_size].to(device)).argmax(1).cpu()
-                   for i in range(0, len(images), self.batch_size)]
-        finally:
-            model.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+        """Predicted classes, from the evaluation's own batched eval-mode pass (labels unused)."""
+        if not len(images):
+            return torch.empty(0, dtype=torch.long)
+        batches = [(chunk, torch.zeros(len(chunk), dtype=torch.long)) for chunk in images.split(self.batch_size)]
+        return predict(model, batches)[0].argmax(1)
 
     def measure(self, model: nn.Module) -> dict[str, float]:
         forget = self.predictions(model, self.forget_images)
