@@ -210,3 +210,27 @@ def test_work_budget_stops_the_search(search_inputs):
     search = AutoSearch(AutoSettings(max_steps=1, scopes=(0.3,), max_cost=1.0), importance_work=4.0 * trial_cost)
     info = search.run(copy.deepcopy(model), full, forget, probe)
     assert info["n_trials"] == 3 and info["work"]["cost_ratio"] == pytest.approx(2.0)
+
+
+def test_random_forgetting_keeps_the_papers_setting_and_says_so(search_inputs, trained_root, caplog):
+    """task=random is not searched (its target would over-forget, docs/auto_ssd.md): the auto mode
+    dampens exactly as alpha 10, lambda 1 would and records that it did not search."""
+    from types import SimpleNamespace
+
+    from unlearning.methods.ssd_auto_callback import AutoSSDCallback
+
+    model, full, forget, _ = search_inputs
+    cfg = compose_config("unlearn", ["task=random", "method.alpha=auto", f"paths.root_dir={trained_root}", *QUIET])
+    data = build_datamodule(cfg, build_task(cfg))
+    data.setup()
+    callback = AutoSSDCallback(AutoSettings(), "ssd")
+    callback.full, callback.forget = full, forget
+    auto, paper = copy.deepcopy(model), copy.deepcopy(model)
+    with caplog.at_level("WARNING"):
+        changed = callback.dampen_model(SimpleNamespace(datamodule=data, world_size=1), auto)
+    assert changed == dampen(paper, full, forget, 10.0, 1.0) > 0
+    for (name, a), (_, b) in zip(auto.named_parameters(), paper.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+    info = callback.search_info
+    assert info["searched"] is False and (info["chosen_alpha"], info["chosen_lambda"]) == (10.0, 1.0)
+    assert "random" in info["reason"] and "random" in caplog.text

@@ -268,6 +268,7 @@ class AutoSearch:
         final = steps[-1] if steps else None
         return {
             "alpha": AUTO,
+            "searched": True,
             "chosen_alpha": final.alpha if final else None,
             "chosen_lambda": final.lambda_ if final else None,
             "chosen_scope": final.scope if final else None,

@@ -4,17 +4,32 @@ Only :meth:`SSDCallback.dampen_model` changes: instead of one fixed alpha, the s
 :mod:`unlearning.methods.ssd_auto` picks alpha (and the dampening scope) per request. The
 probe it uses is built from the data module's *training* splits only (Df and a seeded
 sample of Dr); test data is never read.
+
+Random-sample forgetting (``task=random``) is not searched: the search's target, "Df's
+predictions changed", is right for a class but wrong for a few random training samples,
+which a model that never saw them would still classify like unseen data (measured: the
+search made 2 of 4 random requests worse than alpha 10). No training-only signal says how
+unseen data is classified, so the automatic mode keeps the paper's setting there and says so.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
 import torch
 
+from unlearning.methods.ssd import dampen
 from unlearning.methods.ssd_auto import AUTO, AutoSearch, AutoSettings, Probe, sample_images
 from unlearning.methods.ssd_callback import SSDCallback
+
+log = logging.getLogger(__name__)
+
+# What the automatic mode does for tasks it cannot aim at: the paper's ResNet18 setting.
+PAPER_ALPHA, PAPER_LAMBDA = 10.0, 1.0
+NOT_SEARCHED = {"random": "random-sample forgetting has no class whose predictions should change; "
+                          "the paper's alpha 10, lambda 1 is used (docs/auto_ssd.md)"}
 
 
 class AutoSSDCallback(SSDCallback):
@@ -31,6 +46,14 @@ class AutoSSDCallback(SSDCallback):
     def dampen_model(self, trainer: L.Trainer, model: torch.nn.Module) -> int:
         data = trainer.datamodule
         s = self.settings
+        task = getattr(getattr(data, "task", None), "name", None)
+        if task in NOT_SEARCHED:
+            log.warning("method.alpha=auto: %s.", NOT_SEARCHED[task])
+            changed = dampen(model, self.full, self.forget, PAPER_ALPHA, PAPER_LAMBDA)
+            self.search_info = {"alpha": AUTO, "searched": False, "reason": NOT_SEARCHED[task],
+                                "chosen_alpha": PAPER_ALPHA, "chosen_lambda": PAPER_LAMBDA, "n_steps": 1,
+                                "n_trials": 0, "parameters_changed": changed}
+            return changed
         probe = Probe(
             forget_images=sample_images(data.dataset("forget"), s.forget_samples, s.seed),
             retain_images=sample_images(data.dataset("retain"), s.retain_samples, s.seed + 1),
