@@ -9,7 +9,8 @@ A digit is *clean* when Df-test accuracy <= 5% and Dr-test accuracy fell by at m
 random forgetting the first column is Df-test / Df-train accuracy / MIA and "clean" keeps the same rule
 (it means little there: compare the columns). Prints one
 markdown table per (image size, method) and a summary line with clean counts and the
-median method-time ratio auto / fixed. Exit status 0; unreadable files are skipped with a note.
+median method-time ratio auto / fixed; ``--compact`` prints the README's per-digit table instead.
+Exit status 0; unreadable files are skipped with a note.
 """
 
 from __future__ import annotations
@@ -62,7 +63,46 @@ def measures(result: dict[str, Any]) -> dict[str, Any]:
         "scope": info.get("chosen_scope"), "trials": info.get("n_trials"), "steps": info.get("n_steps"),
         "cost": (info.get("work") or {}).get("cost_ratio"),
         "forget_train": after["forget_train_acc"], "mia": after.get("mia"),
+        "searched": info.get("searched", True),
     }
+
+
+def auto_choice(v: dict[str, Any]) -> str:
+    """What the automatic mode chose, in one cell."""
+    if not v["searched"]:
+        return f"not searched: alpha {v['alpha']:g}"
+    if not isinstance(v["alpha"], float):
+        return f"none, {v['trials']} trials"
+    return f"{v['alpha']:.3g}, {v['scope']}, {v['steps']}, {v['trials']}, {v['cost']:.2f}x"
+
+
+def compact(rows: list[dict[str, Any]]) -> str:
+    """One table per (task, image size): per forget target, Df-test / Dr-test for each method and mode,
+    and a last row with the clean counts (the README's table)."""
+    groups: dict[tuple, dict[str, dict[tuple, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for result in rows:
+        target = str(result.get("forget_target") or result["forget"])
+        groups[(result["task"], image_size(result))][target][(result["method"], mode(result))] = measures(result)
+    out = []
+    for (task, size), by_target in sorted(groups.items()):
+        columns = sorted({c for cells in by_target.values() for c in cells}, key=lambda c: (c[0], c[1] == "auto", c[1]))
+        out.append(f"\n{task}, {size}: Df-test % / Dr-test % (drop); * = clean\n")
+        out.append("| forget | " + " | ".join(f"{method.upper()} {m}" for method, m in columns) + " |")
+        out.append("|---|" + "---:|" * len(columns))
+        clean = defaultdict(int)
+        for target in sorted(by_target, key=lambda t: (len(t), t)):
+            cells = [target]
+            for column in columns:
+                v = by_target[target].get(column)
+                if v is None:
+                    cells.append("-")
+                    continue
+                clean[column] += v["clean"]
+                cells.append(f"{v['forget']:.1f} / {v['retain']:.1f} ({v['drop']:+.1f}){' *' if v['clean'] else ''}")
+            out.append("| " + " | ".join(cells) + " |")
+        counts = [f"**{clean[c]}/{sum(c in cells for cells in by_target.values())}**" for c in columns]
+        out.append("| clean | " + " | ".join(counts) + " |")
+    return "\n".join(out)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -97,8 +137,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 cells += [f"{v['forget']:.1f}" if task == "fullclass" else f"{v['forget']:.1f} / {v['forget_train']:.1f} / {v['mia']:.2f}",
                           f"{v['retain']:.1f} ({v['drop']:+.1f})", "yes" if v["clean"] else "no", f"{v['time']:.0f}"]
                 if m == "auto":
-                    cells.append(f"{v['alpha']:.3g}, {v['scope']}, {v['steps']}, {v['trials']}, {v['cost']:.2f}x"
-                                 if isinstance(v["alpha"], float) else f"none, {v['trials']} trials")
+                    cells.append(auto_choice(v))
             out.append("| " + " | ".join(cells) + " |")
         summary = [f"{m}: {clean[m]}/{len(times[m])} clean, median time {statistics.median(times[m]):.0f} s"
                    for m in modes if times[m]]
@@ -120,12 +159,14 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="sweep folders holding results.json files")
+    parser.add_argument("--compact", action="store_true",
+                        help="one table per task and image size with Df-test / Dr-test of every method and mode")
     args = parser.parse_args(argv)
     rows = load(args.folders)
     if not rows:
         print(f"no complete results.json under {', '.join(map(str, args.folders))}", file=sys.stderr)
         return 1
-    print(table(rows))
+    print(compact(rows) if args.compact else table(rows))
     return 0
 
 

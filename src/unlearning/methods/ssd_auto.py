@@ -77,7 +77,7 @@ class AutoSettings:
 
     forget_target: float = 0.02        # Df predictions left as before (fraction) to count as forgotten
     retain_tolerance: float = 0.02     # retain-sample predictions allowed to change (fraction)
-    alpha_min: float = 1.0
+    alpha_min: float = 0.1            # first trial: sqrt(0.1 * 1000) = 10, the paper's alpha
     alpha_max: float = 1000.0
     lambda_ratio: float = 0.1          # lambda = lambda_ratio * alpha (paper: 1 at alpha 10)
     scopes: tuple[float, ...] = (0.3, 1.0)  # deepest fraction of parameter tensors eligible, widened in turn
