@@ -86,7 +86,10 @@ def compact(rows: list[dict[str, Any]]) -> str:
     out = []
     for (task, size), by_target in sorted(groups.items()):
         columns = sorted({c for cells in by_target.values() for c in cells}, key=lambda c: (c[0], c[1] == "auto", c[1]))
-        out.append(f"\n{task}, {size}: Df-test % / Dr-test % (drop); * = clean\n")
+        on_train = task == "random"  # random samples have no Df-test: show how Df-train is classified
+        first = "Df-train" if on_train else "Df-test"
+        note = "" if not on_train else " (random samples: no clean rule; compare with the test accuracy before)"
+        out.append(f"\n{task}, {size}: {first} % / Dr-test % (drop); * = clean{note}\n")
         out.append("| forget | " + " | ".join(f"{method.upper()} {m}" for method, m in columns) + " |")
         out.append("|---|" + "---:|" * len(columns))
         clean = defaultdict(int)
@@ -98,10 +101,13 @@ def compact(rows: list[dict[str, Any]]) -> str:
                     cells.append("-")
                     continue
                 clean[column] += v["clean"]
-                cells.append(f"{v['forget']:.1f} / {v['retain']:.1f} ({v['drop']:+.1f}){' *' if v['clean'] else ''}")
+                shown = v["forget_train"] if on_train else v["forget"]
+                star = " *" if v["clean"] and not on_train else ""
+                cells.append(f"{shown:.1f} / {v['retain']:.1f} ({v['drop']:+.1f}){star}")
             out.append("| " + " | ".join(cells) + " |")
         counts = [f"**{clean[c]}/{sum(c in cells for cells in by_target.values())}**" for c in columns]
-        out.append("| clean | " + " | ".join(counts) + " |")
+        if not on_train:
+            out.append("| clean | " + " | ".join(counts) + " |")
     return "\n".join(out)
 
 
