@@ -1,15 +1,16 @@
 """Per-digit table of fixed-alpha vs automatic SSD/LFSSD from the results.json files of a sweep.
 
-    python unlearn.py -m task.forget=0,1,2,3,4,5,6,7,8,9 method=ssd,lfssd method.alpha=10,auto \
-        paths.checkpoint_dir=/work/ckpts logger=none hydra.sweep.dir=outputs/auto_ssd/8px
-    python scripts/auto_ssd_table.py outputs/auto_ssd/8px [more folders ...]
+    python unlearn.py -m dataset.image_size=null,32 task.forget=0,1,2,3,4,5,6,7,8,9 method=ssd,lfssd \
+        method.alpha=10,auto logger=none hydra.sweep.dir=outputs/auto_ssd
+    python scripts/auto_ssd_table.py --compact outputs/auto_ssd [more folders ...]
 
 A digit is *clean* when Df-test accuracy <= 5% and Dr-test accuracy fell by at most 3 points
 (test data is used here only to report; the automatic mode never reads it). For sub-class and
 random forgetting the first column is Df-test / Df-train accuracy / MIA and "clean" keeps the same rule
 (it means little there: compare the columns). Prints one
 markdown table per (image size, method) and a summary line with clean counts and the
-median method-time ratio auto / fixed; ``--compact`` prints the README's per-digit table instead.
+auto runs' work ratio (method times are left out: with the sweep's importance cache they
+measure cache hits, not cost; see docs/auto_ssd.md for cold timings); ``--compact`` prints the README's per-digit table instead.
 Exit status 0; unreadable files are skipped with a note.
 """
 
@@ -124,7 +125,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         header = ["forget"]
         for m in modes:
             first = f"{m}: Df-test %" if task == "fullclass" else f"{m}: Df-test / Df-train % / MIA"
-            header += [first, f"{m}: Dr-test % (drop)", f"{m}: clean", f"{m}: time s"]
+            header += [first, f"{m}: Dr-test % (drop)", f"{m}: clean"]
             if m == "auto":
                 header += ["auto: alpha, scope, steps, trials, work"]
         out.append("| " + " | ".join(header) + " |")
@@ -136,28 +137,20 @@ def table(rows: list[dict[str, Any]]) -> str:
             for m in modes:
                 v = by_target[target].get(m)
                 if v is None:
-                    cells += ["-"] * (5 if m == "auto" else 4)
+                    cells += ["-"] * (4 if m == "auto" else 3)
                     continue
                 clean[m] += v["clean"]
                 times[m].append(v["time"])
                 cells += [f"{v['forget']:.1f}" if task == "fullclass" else f"{v['forget']:.1f} / {v['forget_train']:.1f} / {v['mia']:.2f}",
-                          f"{v['retain']:.1f} ({v['drop']:+.1f})", "yes" if v["clean"] else "no", f"{v['time']:.0f}"]
+                          f"{v['retain']:.1f} ({v['drop']:+.1f})", "yes" if v["clean"] else "no"]
                 if m == "auto":
                     cells.append(auto_choice(v))
             out.append("| " + " | ".join(cells) + " |")
-        summary = [f"{m}: {clean[m]}/{len(times[m])} clean, median time {statistics.median(times[m]):.0f} s"
-                   for m in modes if times[m]]
+        summary = [f"{m}: {clean[m]}/{len(times[m])} clean" for m in modes if times[m]]
         costs = [c["auto"]["cost"] for c in by_target.values() if "auto" in c and c["auto"]["cost"]]
         if costs:
             summary.append(f"auto run's work (importances + search, in sample-forwards): median "
                            f"{statistics.median(costs):.2f}x, max {max(costs):.2f}x a fixed-alpha run's")
-        fixed = [m for m in modes if m != "auto" and times[m]]
-        if "auto" in modes and fixed and times["auto"]:
-            ratios = [by_target[t]["auto"]["time"] / by_target[t][fixed[0]]["time"] for t in by_target
-                      if "auto" in by_target[t] and fixed[0] in by_target[t]]
-            if ratios:
-                summary.append(f"method time auto / {fixed[0]} with importances from the sweep's cache: median "
-                               f"{statistics.median(ratios):.2f}x, max {max(ratios):.2f}x")
         out.append("\n" + "; ".join(summary) + ".")
     return "\n".join(out)
 
