@@ -48,7 +48,8 @@ class AutoSSDCallback(SSDCallback):
         s = self.settings
         task = getattr(getattr(data, "task", None), "name", None)
         if task in NOT_SEARCHED:
-            log.warning("method.alpha=auto: %s.", NOT_SEARCHED[task])
+            if getattr(trainer, "global_rank", 0) == 0:  # once, not once per DDP process
+                log.warning("method.alpha=auto: %s.", NOT_SEARCHED[task])
             changed = dampen(model, self.full, self.forget, PAPER_ALPHA, PAPER_LAMBDA)
             self.search_info = {"alpha": AUTO, "searched": False, "reason": NOT_SEARCHED[task],
                                 "chosen_alpha": PAPER_ALPHA, "chosen_lambda": PAPER_LAMBDA, "n_steps": 1,
