@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import default_collate
 
 from tests.conftest import QUIET, compose_config
+from unlearning.evaluation.predictions import predict
 from unlearning.jobs.builders import build_datamodule, build_model, build_task
 from unlearning.jobs.unlearn import find_source_checkpoint
-from unlearning.methods.ssd import dampen, importances
+from unlearning.methods.ssd import class_coherent_batches, dampen, importances
 from unlearning.methods.ssd_auto import AutoSearch, Probe, auto_settings, sample_images
 from unlearning.models.checkpoints import load_checkpoint, load_into
 
@@ -36,11 +38,17 @@ def setup(size: int | None, digit: str, ckpts: str, extra: list[str]):
     return cfg, data, model
 
 
-def cached_importance(work: Path, key: str, model, data, split: str, variant: str):
-    path = work / f"{key}.pt"
+def cached_importance(work: Path, key: str, model, data, split: str, variant: str, by_class: bool = False):
+    """``by_class``: over class-coherent batches, grouped as the job groups them (SSD: label; LFSSD: prediction)."""
+    path = work / f"{key}{'-by-class' if by_class else ''}.pt"
     if path.exists():
         return torch.load(path)
-    value = importances(model, data.loader(split, batch_size=64), variant)
+    loader = data.loader(split, batch_size=64)
+    if by_class:
+        classes = torch.as_tensor(data.labels_of(split)) if variant == "ssd" else predict(model, loader)[0].argmax(1)
+        dataset = data.dataset(split)
+        loader = [default_collate([dataset[i] for i in batch]) for batch in class_coherent_batches(classes, 64)]
+    value = importances(model, loader, variant)
     torch.save(value, path)
     return value
 
@@ -66,6 +74,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/autossd/explore")
     parser.add_argument("--extra", default="")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--reference", choices=("by-class", "mixed"), default="by-class",
+                        help="imp_D for the search: class-coherent batches (the job's) or the paper's mixed batches")
     args = parser.parse_args()
     torch.set_num_threads(2)
     work = Path(args.work)
@@ -76,7 +86,8 @@ def main() -> None:
     for digit in args.digits.split(","):
         cfg, data, model = setup(args.size, digit, args.ckpts, extra)
         tag = f"{args.size}-{args.variant}-{'_'.join(extra)}"
-        full = cached_importance(work, f"{tag}-full", model, data, "full", args.variant)
+        by_class = args.reference == "by-class" and not args.fixed
+        full = cached_importance(work, f"{tag}-full", model, data, "full", args.variant, by_class)
         forget = cached_importance(work, f"{tag}-forget{digit}", model, data, "forget", args.variant)
         f0, r0 = test_scores(model, data)
         start = time.perf_counter()
@@ -92,6 +103,8 @@ def main() -> None:
 
             n_forget = len(data.indices("forget"))
             search = AutoSearch(settings, importance_work=3.0 * (len(data.indices("full")) + n_forget))
+            if by_class and args.variant != "ssd":
+                search.spent += len(data.indices("full"))  # the job counts LFSSD's prediction pass too
             info = search.run(model, full, forget, probe, refresh_forget=refresh, refresh_cost=3.0 * n_forget)
         took = time.perf_counter() - start
         f1, r1 = test_scores(model, data)

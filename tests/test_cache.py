@@ -49,9 +49,9 @@ def count_passes(monkeypatch):
     calls: list[str] = []
     original = SSDCallback.importances_on_all_ranks
 
-    def counted(self, trainer, model, split):
-        calls.append(split)
-        return original(self, trainer, model, split)
+    def counted(self, trainer, model, split, batches=None):
+        calls.append(split if batches is None else f"{split} by class")
+        return original(self, trainer, model, split, batches)
 
     monkeypatch.setattr(SSDCallback, "importances_on_all_ranks", counted)
     return calls
@@ -158,6 +158,26 @@ def test_changed_inputs_miss_and_d_ignores_the_forget_set(tmp_path, count_passes
         model[0].weight[0, 0, 0, 0] += 1e-6  # one weight, barely changed
     SSD(alpha=1.0).unlearn(model, data, context(model, cache))
     assert sorted(count_passes) == ["forget", "full"]
+
+
+@pytest.mark.parametrize("variant", ["ssd", "lfssd"])
+def test_auto_caches_its_class_coherent_imp_d_beside_the_papers(tmp_path, count_passes, variant):
+    """alpha=auto's imp_D (batches of one class) is its own entry: it never replaces the paper's
+    imp_D, which a fixed-alpha run still finds, and a second auto run computes nothing."""
+    data, cache = digits_data(), TensorCache(tmp_path)
+    run_ssd(cache, data, variant=variant)
+    assert sorted(count_passes) == ["forget", "full"]
+    count_passes.clear()
+    _, info = run_ssd(cache, data, variant=variant, alpha="auto", auto={"max_steps": 1})
+    assert count_passes == ["full by class"], "Df's importance is shared, D's class-coherent one is new"
+    assert info["importance_cache"] == {"full": "computed", "forget": "hit"}
+    assert info["reference"]["grouped_by"] == ("label" if variant == "ssd" else "predicted class")
+    count_passes.clear()
+    _, again = run_ssd(cache, data, variant=variant, alpha="auto", auto={"max_steps": 1})
+    _, fixed = run_ssd(cache, data, variant=variant)
+    assert count_passes == [] and again["importance_cache"] == fixed["importance_cache"] == {"full": "hit",
+                                                                                             "forget": "hit"}
+    assert again["chosen_alpha"] == info["chosen_alpha"] and again["n_trials"] == info["n_trials"]
 
 
 def test_importance_key_covers_exactly_its_inputs():

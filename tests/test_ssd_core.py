@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from unlearning.data.digits import build_digits
 from unlearning.data.transforms import build_transform
-from unlearning.methods.ssd import dampen, importances, ssd
+from unlearning.methods.ssd import class_coherent_batches, dampen, importances, ssd
+from unlearning.methods.ssd_callback import ShardedBatchSampler
 
 
 def small_cnn(num_classes: int = 10) -> nn.Module:
@@ -113,6 +114,42 @@ def test_batch_size_changes_importances(digits_tensors):
     a = importances(model, loader(images, labels, 16), "ssd")
     b = importances(model, loader(images, labels, 64), "ssd")
     assert not torch.allclose(a["5.weight"], b["5.weight"])
+
+
+def test_class_coherent_batches_cover_every_sample_once_one_class_each(digits_tensors):
+    _, labels = digits_tensors
+    batches = class_coherent_batches(labels, 16)
+    positions = [p for batch in batches for p in batch]
+    assert sorted(positions) == list(range(len(labels)))
+    assert all(0 < len(batch) <= 16 and len(set(labels[batch].tolist())) == 1 for batch in batches)
+    # classes ascending, positions in order within a class; only each class's last batch is short
+    firsts = [int(labels[batch[0]]) for batch in batches]
+    assert firsts == sorted(firsts) and all(batch == sorted(batch) for batch in batches)
+    per_class = torch.bincount(labels)
+    assert len(batches) == sum(-(-int(n) // 16) for n in per_class if n > 0)
+    with pytest.raises(ValueError, match="batch_size"):
+        class_coherent_batches(labels, 0)
+
+
+def test_class_coherent_batches_shard_across_ranks_without_loss_or_repeats(digits_tensors):
+    _, labels = digits_tensors
+    batches = class_coherent_batches(labels, 32)
+    shards = [list(ShardedBatchSampler(len(labels), 32, rank, 3, batches)) for rank in range(3)]
+    assert [len(ShardedBatchSampler(len(labels), 32, rank, 3, batches)) for rank in range(3)] == list(map(len, shards))
+    assert sorted(map(tuple, (b for shard in shards for b in shard))) == sorted(map(tuple, batches))
+
+
+@pytest.mark.parametrize("variant", ["ssd", "lfssd"])
+def test_class_coherent_imp_d_is_larger_where_mixed_batches_cancel(digits_tensors, variant):
+    """Why the automatic mode uses it: the same samples give a larger imp_D in batches of one class,
+    because the classes' gradients no longer cancel inside a batch mean (every tensor here)."""
+    images, labels = digits_tensors
+    model = small_cnn()
+    mixed = importances(model, loader(images, labels, 32), variant)
+    batches = class_coherent_batches(labels, 32)
+    coherent = importances(model, [(images[b], labels[b]) for b in batches], variant)
+    for name, value in mixed.items():
+        assert coherent[name].sum() > 1.1 * value.sum(), name
 
 
 @pytest.mark.parametrize("alpha,lambda_", [(10.0, 1.0), (1.0, 0.5), (0.5, 2.0)])

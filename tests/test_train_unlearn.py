@@ -159,3 +159,24 @@ def test_ddp_two_processes_match_one(trained_root, tmp_path):
     assert runs["two"]["method_info"]["parameters_changed"] == runs["one"]["method_info"]["parameters_changed"]
     for name, value in runs["one"]["weights"].items():
         torch.testing.assert_close(runs["two"]["weights"][name], value, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.distributed
+def test_ddp_auto_lfssd_matches_one_process(trained_root, tmp_path):
+    """method.alpha=auto under trainer=ddp: LFSSD's imp_D over batches grouped by the predicted class
+    (predicted on both processes, gathered) and the search give what one process gives."""
+    runs = {}
+    for name, extra in (("one", []), ("two", ["trainer=ddp", "trainer.devices=2"])):
+        run_dir = tmp_path / name
+        result = run_cli("unlearn.py", *QUIET, *extra, "method=lfssd", "method.alpha=auto", "method.cache=false",
+                         "task.forget=3", f"hydra.run.dir={run_dir}", root=trained_root)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[name] = json.loads((run_dir / "results.json").read_text())
+        runs[name]["weights"] = load_file(str(run_dir / "unlearned" / "model.safetensors"))
+    one, two = runs["one"]["method_info"], runs["two"]["method_info"]
+    assert (one["devices"], two["devices"]) == (1, 2)
+    assert one["reference"] == two["reference"] and one["reference"]["grouped_by"] == "predicted class"
+    for key in ("chosen_alpha", "chosen_scope", "n_steps", "n_trials", "parameters_changed"):
+        assert one[key] == two[key], key
+    for name, value in runs["one"]["weights"].items():
+        torch.testing.assert_close(runs["two"]["weights"][name], value, rtol=1e-4, atol=1e-6)

@@ -18,7 +18,7 @@ diagonal, so the batch size and batch composition change the numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +127,27 @@ def importances(model: nn.Module, loader: Iterable, variant: str = "ssd", **opti
     if count == 0:
         raise ValueError("importances() got an empty loader: there is nothing to estimate from")
     return {name: value / count for name, value in sums.items()}
+
+
+def class_coherent_batches(classes: Sequence[int] | torch.Tensor, batch_size: int) -> list[list[int]]:
+    """Positions ``0 .. len(classes) - 1`` cut into batches that each hold a single class.
+
+    Classes come in ascending order, positions in their original order within a class, and
+    each class's last batch may be short. A full-class forget set is loaded like this anyway
+    (it holds one class); loading D the same way makes imp_D and imp_Df comparable: with
+    mixed batches, the gradients of different classes partly cancel inside each batch mean,
+    so imp_D comes out smaller than the same samples would give in batches of one class, and
+    the ratio imp_Df / imp_D is inflated for entries that every class uses (see
+    docs/auto_ssd.md, "Why the reference is class-coherent").
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    classes = torch.as_tensor(classes).reshape(-1)
+    batches: list[list[int]] = []
+    for value in classes.unique(sorted=True):
+        positions = (classes == value).nonzero().squeeze(1).tolist()
+        batches.extend(positions[start:start + batch_size] for start in range(0, len(positions), batch_size))
+    return batches
 
 
 def check_hyperparameters(alpha: float, lambda_: float) -> None:

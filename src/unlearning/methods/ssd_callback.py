@@ -18,15 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import Sampler
 
+from unlearning.evaluation.predictions import predict
 from unlearning.fingerprint import dataset_digest, split_digest, weights_digest
-from unlearning.methods.ssd import accumulate_importances, check_hyperparameters, dampen, zero_importances
+from unlearning.methods.ssd import (
+    accumulate_importances,
+    check_hyperparameters,
+    class_coherent_batches,
+    dampen,
+    zero_importances,
+)
 
 #: Bump when the importance computation changes in a way that changes its numbers.
 IMPORTANCE_VERSION = "ssd-importance-1"
@@ -57,20 +64,26 @@ class ShardedBatchSampler(Sampler[list[int]]):
     """Rank ``rank`` of ``world`` gets batches ``rank, rank + world, ...`` of ``range(n)`` cut into batches.
 
     Unlike ``DistributedSampler`` it never pads with repeated samples, so the union of all
-    ranks' batches is exactly the single-device batch list.
+    ranks' batches is exactly the single-device batch list. ``batches`` replaces the plain
+    cut with a given batch list (e.g. :func:`~unlearning.methods.ssd.class_coherent_batches`),
+    sharded the same way.
     """
 
-    def __init__(self, n: int, batch_size: int, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world: int = 1,
+                 batches: Sequence[Sequence[int]] | None = None):
         self.n, self.batch_size, self.rank, self.world = n, batch_size, rank, world
+        self.batches = None if batches is None else [list(batch) for batch in batches]
 
     def _all_batches(self) -> list[list[int]]:
+        if self.batches is not None:
+            return self.batches
         return [list(range(start, min(start + self.batch_size, self.n))) for start in range(0, self.n, self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self._all_batches()[self.rank :: self.world]
 
     def __len__(self) -> int:
-        total = -(-self.n // self.batch_size)
+        total = len(self.batches) if self.batches is not None else -(-self.n // self.batch_size)
         return len(range(self.rank, total, self.world))
 
 
@@ -115,10 +128,14 @@ class SSDCallback(L.Callback):
         self.full: dict[str, torch.Tensor] | None = None
         self.forget: dict[str, torch.Tensor] | None = None
 
-    def importances_on_all_ranks(self, trainer: L.Trainer, model: torch.nn.Module, split: str) -> dict[str, torch.Tensor]:
-        """Importance over ``split`` with this rank's batches, summed over ranks, divided by all batches."""
+    def importances_on_all_ranks(self, trainer: L.Trainer, model: torch.nn.Module, split: str,
+                                 batches: Sequence[Sequence[int]] | None = None) -> dict[str, torch.Tensor]:
+        """Importance over ``split`` with this rank's batches, summed over ranks, divided by all batches.
+
+        ``batches`` (positions within ``split``) replaces the plain cut into ``batch_size`` batches."""
         data = trainer.datamodule
-        sampler = ShardedBatchSampler(len(data.indices(split)), self.batch_size, trainer.global_rank, trainer.world_size)
+        sampler = ShardedBatchSampler(len(data.indices(split)), self.batch_size, trainer.global_rank,
+                                      trainer.world_size, batches)
         loader = data.loader(split, batch_sampler=sampler)
         sums, count = accumulate_importances(model, loader, self.variant, zero_importances(model),
                                              self.autocast_dtype, self.channels_last)
@@ -128,11 +145,35 @@ class SSDCallback(L.Callback):
             raise ValueError(f"the {split} set is empty: no importance can be estimated")
         return {name: value / batches for name, value in total.items()}
 
+    def sample_classes(self, trainer: L.Trainer, model: torch.nn.Module, split: str) -> torch.Tensor:
+        """The class of every sample of ``split``, in loader order, for class-coherent batches.
+
+        SSD uses labels anyway, so it groups by label. LFSSD must not read labels: it groups
+        by the model's own predicted class, predicted with every rank's share of the batches
+        and summed across ranks (one forward pass over ``split`` in all).
+        """
+        data = trainer.datamodule
+        if self.variant == "ssd":
+            return torch.as_tensor(data.labels_of(split), dtype=torch.long)
+        n = len(data.indices(split))
+        sampler = ShardedBatchSampler(n, self.batch_size, trainer.global_rank, trainer.world_size)
+        logits, _ = predict(model, data.loader(split, batch_sampler=sampler))
+        device = next(model.parameters()).device
+        mine = torch.zeros(n, device=device)  # class + 1 at this rank's positions, 0 elsewhere
+        positions = torch.tensor([p for batch in sampler for p in batch], dtype=torch.long, device=device)
+        if len(positions):
+            mine[positions] = logits.argmax(1).float().to(device) + 1
+        return (trainer.strategy.reduce(mine, reduce_op="sum") - 1).round().long().cpu()
+
+    def full_importance(self, trainer: L.Trainer, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """imp_D as the paper computes it: D in its index order, mixed batches (the automatic mode overrides)."""
+        return self._importance(trainer, model, "full")
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
         start = time.perf_counter()
         self.cache_use, self._weights = {}, None
-        self.full = self._importance(trainer, model, "full")
+        self.full = self.full_importance(trainer, model)
         full_time = time.perf_counter() - start
         self.forget = self._importance(trainer, model, "forget")
         forget_time = time.perf_counter() - start - full_time
@@ -169,9 +210,20 @@ class SSDCallback(L.Callback):
         """The selection weighting to dampen with: the configured alpha (ASSD overrides this)."""
         return self.alpha
 
-    def _importance(self, trainer: L.Trainer, model: torch.nn.Module, split: str) -> dict[str, torch.Tensor]:
-        """The importance of ``split``: from the cache when it holds it, else computed (and stored)."""
-        compute = lambda: self.importances_on_all_ranks(trainer, model, split)  # noqa: E731
+    def _importance(self, trainer: L.Trainer, model: torch.nn.Module, split: str,
+                    by_class: bool = False) -> dict[str, torch.Tensor]:
+        """The importance of ``split``: from the cache when it holds it, else computed (and stored).
+
+        ``by_class``: over class-coherent batches (:meth:`sample_classes`) instead of the plain
+        cut; a separate cache entry, so the paper's imp_D is never replaced by it.
+        """
+
+        def compute() -> dict[str, torch.Tensor]:
+            batches = None
+            if by_class:
+                batches = class_coherent_batches(self.sample_classes(trainer, model, split), self.batch_size)
+            return self.importances_on_all_ranks(trainer, model, split, batches)
+
         if self.cache is None:
             return compute()
         zero = trainer.is_global_zero
@@ -181,6 +233,8 @@ class SSDCallback(L.Callback):
                 self._weights = weights_digest(model)
             parts = importance_parts(self._weights, trainer.datamodule, split, self.variant, self.batch_size,
                                      self.autocast_dtype, self.channels_last)
+            if parts is not None and by_class:
+                parts["batches"] = "one class each: " + ("label" if self.variant == "ssd" else "predicted class")
         claim = self.cache.claim(parts) if parts is not None else contextlib.nullcontext(None)
         with claim as found:  # rank 0 may wait here for another job computing the same entry
             usable = parts is not None
