@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--reference", choices=("by-class", "mixed"), default="by-class",
                         help="imp_D for the search: class-coherent batches (the job's) or the paper's mixed batches")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(__import__("os").environ.get("NT", "2")))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     settings = auto_settings(json.loads(args.settings))

@@ -178,6 +178,9 @@ def test_auto_caches_its_class_coherent_imp_d_beside_the_papers(tmp_path, count_
     assert count_passes == [] and again["importance_cache"] == fixed["importance_cache"] == {"full": "hit",
                                                                                              "forget": "hit"}
     assert again["chosen_alpha"] == info["chosen_alpha"] and again["n_trials"] == info["n_trials"]
+    _, mixed = run_ssd(cache, data, variant=variant, alpha="auto", auto={"max_steps": 1, "reference": "mixed"})
+    assert count_passes == [], "reference=mixed is the paper's imp_D, already cached by the fixed run"
+    assert mixed["reference"] == {"imp_D": "mixed batches (the paper's)", "grouped_by": None, "grouping_work": 0.0}
 
 
 def test_importance_key_covers_exactly_its_inputs():

@@ -46,6 +46,8 @@ from unlearning.methods.ssd import dampen
 
 AUTO = "auto"
 NORMALISE = ("none", "layer", "global")
+#: imp_D the search compares imp_Df with: over batches of one class each, or the paper's mixed batches.
+REFERENCES = ("by-class", "mixed")
 
 
 def is_auto(alpha: Any) -> bool:
@@ -95,6 +97,9 @@ class AutoSettings:
     # selecting, so alpha measures specialisation relative to the layer ("global": one median
     # for all tensors; "none": SSD's raw ratios).
     normalise: str = "none"
+    # imp_D for the search: "by-class" = over batches of one class each (SSD: label; LFSSD:
+    # predicted class), "mixed" = the paper's imp_D (D in index order, shared with fixed-alpha runs).
+    reference: str = "by-class"
 
     def __post_init__(self) -> None:
         checks = [
@@ -110,6 +115,7 @@ class AutoSettings:
             ("forget_samples", self.forget_samples >= 1),
             ("max_cost", self.max_cost > 0),
             ("normalise", self.normalise in NORMALISE),
+            ("reference", self.reference in REFERENCES),
         ]
         for name, ok in checks:
             if not ok:

@@ -12,6 +12,7 @@ imp_Df / imp_D for entries every class uses and turns alpha into a knife edge (m
 docs/auto_ssd.md). SSD groups D by label; LFSSD, which reads no labels, by the model's own
 predicted class (one extra forward pass over D, counted in the work budget). It costs the
 same one pass over D as the paper's imp_D and is cached under its own key.
+``method.auto.reference=mixed`` searches with the paper's imp_D instead.
 
 Random-sample forgetting (``task=random``) is not searched: the search's target, "Df's
 predictions changed", is right for a class but wrong for a few random training samples,
@@ -57,7 +58,7 @@ class AutoSSDCallback(SSDCallback):
 
     def full_importance(self, trainer: L.Trainer, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """imp_D over class-coherent batches for a search; the paper's imp_D where auto does not search."""
-        if self._task(trainer) in NOT_SEARCHED:
+        if self._task(trainer) in NOT_SEARCHED or self.settings.reference == "mixed":
             return super().full_importance(trainer, model)
         return self._importance(trainer, model, "full", by_class=True)
 
@@ -89,13 +90,14 @@ class AutoSSDCallback(SSDCallback):
         search = AutoSearch(s, importance_work=3.0 * (n_full + n_forget))
         # LFSSD's grouping predicted every sample of D once: counted (cache hit or not, so the
         # search does the same trials either way) against the same budget as the trials.
-        grouping_work = float(n_full) if self.variant != "ssd" else 0.0
+        by_class = s.reference == "by-class"
+        grouping_work = float(n_full) if by_class and self.variant != "ssd" else 0.0
         search.spent += grouping_work
         self.search_info = search.run(model, self.full, self.forget, probe, agree, refresh_forget,
                                       refresh_cost=3.0 * n_forget)
         self.search_info["reference"] = {
-            "imp_D": "class-coherent batches",
-            "grouped_by": "label" if self.variant == "ssd" else "predicted class",
+            "imp_D": "class-coherent batches" if by_class else "mixed batches (the paper's)",
+            "grouped_by": ("label" if self.variant == "ssd" else "predicted class") if by_class else None,
             "grouping_work": grouping_work,
         }
         return int(self.search_info["parameters_changed"])
