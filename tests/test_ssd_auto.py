@@ -237,3 +237,19 @@ def test_random_forgetting_keeps_the_papers_setting_and_says_so(search_inputs, t
     info = callback.search_info
     assert info["searched"] is False and (info["chosen_alpha"], info["chosen_lambda"]) == (10.0, 1.0)
     assert "random" in info["reason"] and "random" in caplog.text
+
+
+@pytest.mark.parametrize("reference,task,by_class", [
+    ("by-class", "fullclass", True), ("by-class", "subclass", False), ("by-class", "random", False),
+    ("mixed", "fullclass", False),
+])
+def test_class_coherent_reference_is_for_full_class_requests(reference, task, by_class):
+    """A sub-class Df is part of one label class and random samples are not searched: both keep the
+    paper's imp_D (docs/auto_ssd.md); reference=mixed opts full-class requests out too."""
+    from types import SimpleNamespace
+
+    from unlearning.methods.ssd_auto_callback import AutoSSDCallback
+
+    callback = AutoSSDCallback(AutoSettings(reference=reference), "lfssd")
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(task=SimpleNamespace(name=task)))
+    assert callback._by_class(trainer) is by_class

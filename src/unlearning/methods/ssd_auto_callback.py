@@ -5,14 +5,15 @@ Only :meth:`SSDCallback.dampen_model` changes: instead of one fixed alpha, the s
 probe it uses is built from the data module's *training* splits only (Df and a seeded
 sample of Dr); test data is never read.
 
-The search compares imp_Df with an imp_D computed over **class-coherent batches** (each
-batch holds one class, like a full-class Df), not the paper's mixed batches: with mixed
+For full-class requests the search compares imp_Df with an imp_D computed over
+**class-coherent batches** (each batch holds one class, like a full-class Df), not the paper's mixed batches: with mixed
 batches the classes' gradients partly cancel inside each batch mean, which inflates
 imp_Df / imp_D for entries every class uses and turns alpha into a knife edge (measured in
 docs/auto_ssd.md). SSD groups D by label; LFSSD, which reads no labels, by the model's own
 predicted class (one extra forward pass over D, counted in the work budget). It costs the
 same one pass over D as the paper's imp_D and is cached under its own key.
-``method.auto.reference=mixed`` searches with the paper's imp_D instead.
+``method.auto.reference=mixed`` searches with the paper's imp_D instead, as sub-class requests
+always do (their Df is part of one label class, see ``_by_class``).
 
 Random-sample forgetting (``task=random``) is not searched: the search's target, "Df's
 predictions changed", is right for a class but wrong for a few random training samples,
@@ -35,6 +36,8 @@ from unlearning.methods.ssd_callback import SSDCallback
 
 log = logging.getLogger(__name__)
 
+#: Tasks whose search uses the class-coherent imp_D with ``reference=by-class`` (see ``_by_class``).
+CLASS_REFERENCE_TASKS = ("fullclass",)
 # What the automatic mode does for tasks it cannot aim at: the paper's ResNet18 setting.
 PAPER_ALPHA, PAPER_LAMBDA = 10.0, 1.0
 NOT_SEARCHED = {"random": "random-sample forgetting has no class whose predictions should change; "
@@ -58,9 +61,19 @@ class AutoSSDCallback(SSDCallback):
 
     def full_importance(self, trainer: L.Trainer, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """imp_D over class-coherent batches for a search; the paper's imp_D where auto does not search."""
-        if self._task(trainer) in NOT_SEARCHED or self.settings.reference == "mixed":
+        if not self._by_class(trainer):
             return super().full_importance(trainer, model)
         return self._importance(trainer, model, "full", by_class=True)
+
+    def _by_class(self, trainer: L.Trainer) -> bool:
+        """Whether this request's imp_D is the class-coherent one (``reference=by-class``, full-class only).
+
+        Only a full-class Df is one class of the model's labels, the composition the class-coherent
+        batches reproduce. A sub-class Df is part of one label class (measured, SSD: 0/5 sub-class
+        requests clean with it, 1/5 with the paper's imp_D, as alpha 10), and random forgetting keeps
+        the paper's setting altogether, so both use the paper's imp_D.
+        """
+        return self.settings.reference == "by-class" and self._task(trainer) in CLASS_REFERENCE_TASKS
 
     def dampen_model(self, trainer: L.Trainer, model: torch.nn.Module) -> int:
         data = trainer.datamodule
@@ -90,7 +103,7 @@ class AutoSSDCallback(SSDCallback):
         search = AutoSearch(s, importance_work=3.0 * (n_full + n_forget))
         # LFSSD's grouping predicted every sample of D once: counted (cache hit or not, so the
         # search does the same trials either way) against the same budget as the trials.
-        by_class = s.reference == "by-class"
+        by_class = self._by_class(trainer)
         grouping_work = float(n_full) if by_class and self.variant != "ssd" else 0.0
         search.spent += grouping_work
         self.search_info = search.run(model, self.full, self.forget, probe, agree, refresh_forget,
