@@ -74,10 +74,11 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/autossd/explore")
     parser.add_argument("--extra", default="")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 to run two harnesses side by side)")
     parser.add_argument("--reference", choices=("by-class", "mixed"), default="by-class",
                         help="imp_D for the search: class-coherent batches (the job's) or the paper's mixed batches")
     args = parser.parse_args()
-    torch.set_num_threads(int(__import__("os").environ.get("NT", "2")))
+    torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     settings = auto_settings(json.loads(args.settings))

@@ -104,13 +104,13 @@ class AutoSSDCallback(SSDCallback):
         # LFSSD's grouping predicted every sample of D once: counted (cache hit or not, so the
         # search does the same trials either way) against the same budget as the trials.
         by_class = self._by_class(trainer)
-        grouping_work = float(n_full) if by_class and self.variant != "ssd" else 0.0
+        grouping_work = float(n_full) if by_class and self.grouped_by == "predicted class" else 0.0
         search.spent += grouping_work
         self.search_info = search.run(model, self.full, self.forget, probe, agree, refresh_forget,
                                       refresh_cost=3.0 * n_forget)
         self.search_info["reference"] = {
             "imp_D": "class-coherent batches" if by_class else "mixed batches (the paper's)",
-            "grouped_by": ("label" if self.variant == "ssd" else "predicted class") if by_class else None,
+            "grouped_by": self.grouped_by if by_class else None,
             "grouping_work": grouping_work,
         }
         return int(self.search_info["parameters_changed"])

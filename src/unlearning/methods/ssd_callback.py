@@ -145,6 +145,11 @@ class SSDCallback(L.Callback):
             raise ValueError(f"the {split} set is empty: no importance can be estimated")
         return {name: value / batches for name, value in total.items()}
 
+    @property
+    def grouped_by(self) -> str:
+        """What class-coherent batches group by: SSD reads labels anyway; LFSSD must not."""
+        return "label" if self.variant == "ssd" else "predicted class"
+
     def sample_classes(self, trainer: L.Trainer, model: torch.nn.Module, split: str) -> torch.Tensor:
         """The class of every sample of ``split``, in loader order, for class-coherent batches.
 
@@ -153,7 +158,7 @@ class SSDCallback(L.Callback):
         and summed across ranks (one forward pass over ``split`` in all).
         """
         data = trainer.datamodule
-        if self.variant == "ssd":
+        if self.grouped_by == "label":
             return torch.as_tensor(data.labels_of(split), dtype=torch.long)
         n = len(data.indices(split))
         sampler = ShardedBatchSampler(n, self.batch_size, trainer.global_rank, trainer.world_size)
@@ -234,7 +239,7 @@ class SSDCallback(L.Callback):
             parts = importance_parts(self._weights, trainer.datamodule, split, self.variant, self.batch_size,
                                      self.autocast_dtype, self.channels_last)
             if parts is not None and by_class:
-                parts["batches"] = "one class each: " + ("label" if self.variant == "ssd" else "predicted class")
+                parts["batches"] = f"one class each: {self.grouped_by}"
         claim = self.cache.claim(parts) if parts is not None else contextlib.nullcontext(None)
         with claim as found:  # rank 0 may wait here for another job computing the same entry
             usable = parts is not None
