@@ -152,7 +152,7 @@ def test_auto_settings_mistakes_are_user_errors():
         build_method(compose_config("unlearn", ["method=lfssd", "method.alpha=auto", "method.auto.max_cost=0", *QUIET]))
     with pytest.raises(UserError, match="scopes"):
         auto_settings({"scopes": [0.0]})
-    with pytest.raises(UserError, match="reference"):
+    with pytest.raises(UserError, match="reference='per-sample'.*valid: by-class, mixed"):
         build_method(compose_config("unlearn", ["method.alpha=auto", "method.auto.reference=per-sample", *QUIET]))
 
 

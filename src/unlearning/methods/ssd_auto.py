@@ -117,9 +117,11 @@ class AutoSettings:
             ("normalise", self.normalise in NORMALISE),
             ("reference", self.reference in REFERENCES),
         ]
+        choices = {"normalise": NORMALISE, "reference": REFERENCES}
         for name, ok in checks:
             if not ok:
-                raise ValueError(f"SSD auto setting {name}={getattr(self, name)!r} is out of range")
+                valid = f" (valid: {', '.join(choices[name])})" if name in choices else ""
+                raise ValueError(f"SSD auto setting {name}={getattr(self, name)!r} is out of range{valid}")
 
 
 @dataclass
