@@ -4,7 +4,9 @@ Importances are computed once per (image size, variant, split) and kept under --
 variant then only runs its search (which sees training data only) and the harness scores the
 result on the test set (for reporting, never fed back into the search).
 
-    python scripts/auto_ssd_explore.py --size 8 --variant ssd --settings '{"max_steps": 4}'
+    python -m scripts.auto_ssd_explore --size 8 --variant ssd --settings '{"max_steps": 4}'
+
+Run it from the repository root as a module (it imports tests/ and needs the digits models in --ckpts).
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def main() -> None:
     parser.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9")
     parser.add_argument("--settings", default="{}")
     parser.add_argument("--fixed", type=float, default=None, help="fixed alpha (lambda 1) instead of the search")
-    parser.add_argument("--ckpts", default="/work/ckpts")
+    parser.add_argument("--ckpts", default="checkpoints",
+                        help="folder of published models (train.py's paths.checkpoint_dir); a missing one is trained first")
     parser.add_argument("--work", default="/tmp/autossd/explore")
     parser.add_argument("--extra", default="")
     parser.add_argument("--tag", default="")
