@@ -239,6 +239,29 @@ def test_random_forgetting_keeps_the_papers_setting_and_says_so(search_inputs, t
     assert "random" in info["reason"] and "random" in caplog.text
 
 
+def test_a_missed_target_is_said_at_run_time(search_inputs, trained_root, caplog):
+    """When no trial forgets within the guard the run still ends (results must be written) but
+    the log says Df may not be forgotten, not only results.json's target_reached."""
+    from types import SimpleNamespace
+
+    from unlearning.methods.ssd_auto_callback import AutoSSDCallback
+
+    model, full, forget, _ = search_inputs
+    cfg = _unlearn_config(trained_root)
+    data = build_datamodule(cfg, build_task(cfg))
+    data.setup()
+    # alpha >= 500 selects almost nothing: nothing is forgotten in the two trials allowed
+    settings = AutoSettings(reference="mixed", alpha_min=500.0, max_trials=2, max_steps=1, scopes=(0.3,),
+                            retain_samples=32, forget_samples=32)
+    callback = AutoSSDCallback(settings, "ssd")
+    callback.full, callback.forget = full, forget
+    with caplog.at_level("WARNING"):
+        callback.dampen_model(SimpleNamespace(datamodule=data, world_size=1), copy.deepcopy(model))
+    info = callback.search_info
+    assert info["target_reached"] is False and info["forget_kept"] > settings.forget_target
+    assert "target was not reached in 2 trials" in caplog.text and "Df may not be forgotten" in caplog.text
+
+
 @pytest.mark.parametrize("reference,task,by_class", [
     ("by-class", "fullclass", True), ("by-class", "subclass", False), ("by-class", "random", False),
     ("mixed", "fullclass", False),

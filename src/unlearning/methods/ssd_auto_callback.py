@@ -44,6 +44,23 @@ NOT_SEARCHED = {"random": "random-sample forgetting has no class whose predictio
                           "the paper's alpha 10, lambda 1 is used (docs/auto_ssd.md)"}
 
 
+def shortfall(info: dict[str, Any], settings: AutoSettings) -> str:
+    """Why a search that missed its target left the model as it did, in words for the log.
+
+    The search never trades the retain guard for forgetting, so a miss means Df may still be
+    recognised; a user must hear that at run time, not only from ``target_reached`` in results.json.
+    """
+    kept, changed = 100 * info["forget_kept"], 100 * info["retain_changed"]
+    applied = (f"it applied the safe dampening that forgot most ({info['n_steps']} step(s), "
+               f"{info['parameters_changed']} entries changed, {changed:.1f}% of the retain sample changed "
+               f"prediction)" if info["n_steps"] else "no trial that stayed within that guard forgot any of Df, so nothing "
+               "was dampened")
+    return (f"the target was not reached in {info['n_trials']} trials: {kept:.0f}% of the Df probe keeps its "
+            f"original prediction (target <= {100 * settings.forget_target:g}%) while at most "
+            f"{100 * settings.retain_tolerance:g}% of the retain sample may change; {applied}. Df may not be "
+            "forgotten: check the forget metrics (see 'Not done' in docs/auto_ssd.md).")
+
+
 class AutoSSDCallback(SSDCallback):
     """:class:`SSDCallback` whose dampening searches alpha per request (``method.alpha=auto``)."""
 
@@ -113,6 +130,8 @@ class AutoSSDCallback(SSDCallback):
             "grouped_by": self.grouped_by if by_class else None,
             "grouping_work": grouping_work,
         }
+        if not self.search_info["target_reached"] and getattr(trainer, "global_rank", 0) == 0:
+            log.warning("method.alpha=auto: %s", shortfall(self.search_info, s))
         return int(self.search_info["parameters_changed"])
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
