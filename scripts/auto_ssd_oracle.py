@@ -29,10 +29,29 @@ from unlearning.methods.ssd_auto import scoped
 
 
 def scope_of(full: dict[str, torch.Tensor], names: list[str], scope: str) -> dict[str, torch.Tensor]:
+    """A fraction in (0, 1] (the search's scopes) or a tensor-name prefix; a prefix matching nothing
+    is an error, not a silent "no clean configuration"."""
     try:
-        return scoped(full, names, float(scope))
+        fraction = float(scope)
     except ValueError:
-        return {name: value for name, value in full.items() if name.startswith(scope)}
+        chosen = {name: value for name, value in full.items() if name.startswith(scope)}
+        if not chosen:
+            raise SystemExit(f"--scopes: no parameter tensor starts with {scope!r} (e.g. {names[-1]!r})") from None
+        return chosen
+    if not 0 < fraction <= 1:
+        raise SystemExit(f"--scopes: a fraction must be in (0, 1], got {scope}")
+    return scoped(full, names, fraction)
+
+
+def alpha_range(text: str) -> tuple[float, float]:
+    """``low,high`` with 0 < low < high (argparse type: a bad value is a usage error, exit 2)."""
+    try:
+        low, high = map(float, text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
+    if not 0 < low < high:
+        raise argparse.ArgumentTypeError(f"need 0 < LOW < HIGH, got {text!r}")
+    return low, high
 
 
 def main() -> None:
@@ -41,7 +60,7 @@ def main() -> None:
     parser.add_argument("--variant", choices=("ssd", "lfssd"), default="ssd")
     parser.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9")
     parser.add_argument("--reference", choices=("by-class", "mixed"), default="by-class")
-    parser.add_argument("--alpha-range", default="0.005,1000", help="lowest,highest alpha (log grid)")
+    parser.add_argument("--alpha-range", type=alpha_range, default="0.005,1000", help="lowest,highest alpha (log grid)")
     parser.add_argument("--alphas", type=int, default=24, help="grid points")
     parser.add_argument("--scopes", default="0.1,0.3,0.5,1.0")
     parser.add_argument("--lambdas", default="tied,1", help="'tied' = 0.1 x alpha (the search's), or numbers")
@@ -51,7 +70,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    low, high = map(float, args.alpha_range.split(","))
+    low, high = args.alpha_range
     alphas = [low * (high / low) ** (i / max(args.alphas - 1, 1)) for i in range(args.alphas)]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
