@@ -51,10 +51,12 @@ def shortfall(info: dict[str, Any], settings: AutoSettings) -> str:
     recognised; a user must hear that at run time, not only from ``target_reached`` in results.json.
     """
     kept, changed = 100 * info["forget_kept"], 100 * info["retain_changed"]
-    applied = (f"it applied the safe dampening that forgot most ({info['n_steps']} step(s), "
-               f"{info['parameters_changed']} entries changed, {changed:.1f}% of the retain sample changed "
-               f"prediction)" if info["n_steps"] else "no trial that stayed within that guard forgot any of Df, so nothing "
-               "was dampened")
+    if info["n_steps"]:
+        applied = (f"it applied the safe dampening that forgot most ({info['n_steps']} step(s), "
+                   f"{info['parameters_changed']} entries changed, {changed:.1f}% of the retain sample changed "
+                   "prediction)")
+    else:
+        applied = "no trial that stayed within that guard forgot any of Df, so nothing was dampened"
     return (f"the target was not reached in {info['n_trials']} trials: {kept:.0f}% of the Df probe keeps its "
             f"original prediction (target <= {100 * settings.forget_target:g}%) while at most "
             f"{100 * settings.retain_tolerance:g}% of the retain sample may change; {applied}. Df may not be "
