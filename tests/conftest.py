@@ -63,9 +63,31 @@ def trained_root(tmp_path_factory) -> Path:
     return root
 
 
+def stand_in_for_seed(root: Path, seed: int) -> None:
+    """Publish the seed-0 digits models under training seed ``seed`` too (same weights, metadata says ``seed``).
+
+    For tests of sweep mechanics over ``seed=0,1`` (reports, resume): they need a model per
+    training seed, not a second 2-minute training run. Tests of what a method does use seed 0.
+    """
+    import json
+    import shutil
+
+    for labels in ("fine", "coarse"):
+        source = root / "checkpoints" / f"digits-{labels}-resnet18-8px-seed0"
+        target = root / "checkpoints" / f"digits-{labels}-resnet18-8px-seed{seed}"
+        if target.exists():
+            continue
+        staging = target.with_name(target.name + ".staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        metadata = json.loads((staging / "metadata.json").read_text())
+        (staging / "metadata.json").write_text(json.dumps({**metadata, "seed": seed}, indent=2))
+        staging.rename(target)
+
+
 @pytest.fixture(scope="session")
 def digits_checkpoint(trained_root) -> Path:
-    return trained_root / "checkpoints" / "digits-fine-resnet18-8px"
+    return trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0"
 
 
 @pytest.fixture()

@@ -32,7 +32,7 @@ def save_random_checkpoint(checkpoint_dir: Path, dataset: str = "digits", model:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = build_model(cfg, num_classes, channels)
-    target = checkpoint_dir / checkpoint_name(dataset, labels, model, image_size)
+    target = checkpoint_dir / checkpoint_name(dataset, labels, model, image_size, seed)
     metadata = {"dataset": dataset, "label_kind": labels, "model": model, "num_classes": num_classes,
                 "class_names": [str(i) for i in range(num_classes)], "image_size": image_size,
                 "channels": channels, "seed": seed, "test_acc": None, **metadata_extra}

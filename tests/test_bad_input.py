@@ -167,7 +167,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("bad_inputs")
     root = make_tiny_root(base / "tiny")
     ckpts = root / "checkpoints"
-    fine = ckpts / "digits-fine-vit_tiny-16px"
+    fine = ckpts / "digits-fine-vit_tiny-16px-seed0"
     other = save_random_checkpoint(base / "other", dataset="cifar10", channels=3)
     truncated = base / "truncated"
     shutil.copytree(fine, truncated)
@@ -194,7 +194,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
                 Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(base / folder / name / f"{i}.png")
     a_file = base / "a_file"
     a_file.write_text("not a folder\n")
-    return {"ckpts": str(ckpts), "fine": str(fine), "coarse": str(ckpts / "digits-coarse-vit_tiny-16px"),
+    return {"ckpts": str(ckpts), "fine": str(fine), "coarse": str(ckpts / "digits-coarse-vit_tiny-16px-seed0"),
             "cifar10_checkpoint": str(other), "truncated": str(truncated), "garbage_pt": str(garbage),
             "bad_metadata": str(bad_metadata), "code_ckpt": str(code), "marker": str(base / "MARKER"),
             "empty_dir": str(empty), "images_one": str(base / "images_one"), "images_two": str(base / "images_two"),

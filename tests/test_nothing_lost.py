@@ -109,7 +109,7 @@ def test_unlearn_writes_only_its_own_folder(tmp_path, monkeypatch):
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    source = root / "checkpoints" / "digits-fine-vit_tiny-16px"
+    source = root / "checkpoints" / "digits-fine-vit_tiny-16px-seed0"
     before_hash, before_files = digest_tree(root / "checkpoints"), files_under(tmp_path)
     run_dir = root / "outputs" / "run"
     cfg = job_config("unlearn", [*TINY, f"paths.root_dir={root}", "logger=csv"], run_dir)
@@ -176,7 +176,7 @@ def test_unlearn_refuses_to_write_over_its_own_source(tmp_path):
     (run_dir / "unlearned").parent.mkdir(parents=True)
     import shutil
 
-    shutil.copytree(root / "checkpoints" / "digits-fine-vit_tiny-16px", run_dir / "unlearned")
+    shutil.copytree(root / "checkpoints" / "digits-fine-vit_tiny-16px-seed0", run_dir / "unlearned")
     before = digest_tree(run_dir)
     cfg = job_config("unlearn", [*TINY, f"paths.root_dir={root}", f"checkpoint={run_dir / 'unlearned'}"], run_dir)
     with pytest.raises(UserError, match="lies in this run's own output"):

@@ -74,7 +74,7 @@ def test_unlearn_cli_refuses_code_carrying_checkpoint(tmp_path):
     evil = tmp_path / "evil" / "model.ckpt"
     evil.parent.mkdir()
     write_payload(evil, marker, "lightning")
-    shutil.copy(root / "checkpoints" / "digits-fine-vit_tiny-16px" / "metadata.json", evil.parent)
+    shutil.copy(root / "checkpoints" / "digits-fine-vit_tiny-16px-seed0" / "metadata.json", evil.parent)
     before = files_under(root)
     result = run_cli("unlearn.py", *TINY, f"checkpoint={evil}", f"paths.checkpoint_dir={root / 'checkpoints'}",
                      root=root, timeout=300)

@@ -37,17 +37,17 @@ def test_trained_model_reaches_accuracy_and_reloads(trained_root, digits_checkpo
     model = load_into(build_model(cfg, 10, 1), state, digits_checkpoint)
     logits, labels = predict(model, data.loader("test"))
     assert accuracy(logits, labels) == pytest.approx(metadata["test_acc"], abs=1e-9)
-    coarse = load_checkpoint(trained_root / "checkpoints" / "digits-coarse-resnet18-8px")[1]
+    coarse = load_checkpoint(trained_root / "checkpoints" / "digits-coarse-resnet18-8px-seed0")[1]
     assert coarse["label_kind"] == "coarse" and coarse["num_classes"] == 5
 
 
 def test_train_keeps_an_existing_model(trained_root, tmp_path):
-    shutil.copytree(trained_root / "checkpoints" / "digits-fine-resnet18-8px", tmp_path / "checkpoints" / "digits-fine-resnet18-8px")
-    before = digest(tmp_path / "checkpoints" / "digits-fine-resnet18-8px")
+    shutil.copytree(trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0", tmp_path / "checkpoints" / "digits-fine-resnet18-8px-seed0")
+    before = digest(tmp_path / "checkpoints" / "digits-fine-resnet18-8px-seed0")
     result = run_cli("train.py", *QUIET, "dataset.training.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", root=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
-    assert digest(tmp_path / "checkpoints" / "digits-fine-resnet18-8px") == before
+    assert digest(tmp_path / "checkpoints" / "digits-fine-resnet18-8px-seed0") == before
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file(), "the run keeps its own model"
 
 
@@ -128,7 +128,7 @@ def test_lfssd_uses_no_labels(trained_root, tmp_path, monkeypatch):
 
 
 def test_refuses_a_checkpoint_for_other_labels(trained_root, tmp_path):
-    coarse = trained_root / "checkpoints" / "digits-coarse-resnet18-8px"
+    coarse = trained_root / "checkpoints" / "digits-coarse-resnet18-8px-seed0"
     result = run_cli("unlearn.py", *QUIET, f"checkpoint={coarse}", f"hydra.run.dir={tmp_path / 'run'}", root=trained_root)
     assert result.returncode == 2
     message = " ".join(result.stderr.split())  # the message is wrapped at 100 columns; long paths move the breaks

@@ -24,7 +24,7 @@ because they move less when other jobs share the machine. Results go to
     python -m unlearning.bench                       # CPU, about 15 min on 2 cores
     python -m unlearning.bench --device cuda         # on a GPU
     python -m unlearning.bench --sections ssd,grid --n-full 1000   # a quick look
-    python -m unlearning.bench --sections autocast --autocast-checkpoint checkpoints/digits-fine-resnet18-32px
+    python -m unlearning.bench --sections autocast --autocast-checkpoint checkpoints/digits-fine-resnet18-32px-seed0
 """
 
 from __future__ import annotations

@@ -174,6 +174,8 @@ def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     state, metadata = load_checkpoint(source)
     expected = {"dataset": cfg.dataset.name, "label_kind": data.label_kind, "num_classes": data.num_classes,
                 "model": cfg.model.name}
+    if not cfg.get("checkpoint"):  # the registry keys models by training seed; its metadata must agree
+        expected["seed"] = seed
     check_compatible(metadata, expected, source)
     model = load_into(build_model(cfg, data.num_classes, data.channels), state, source)
     original = copy.deepcopy(model).eval().requires_grad_(False)
@@ -236,6 +238,7 @@ def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         },
         "source_checkpoint": str(Path(source).resolve()),
         "source_test_acc": metadata.get("test_acc"),
+        "source_seed": metadata.get("seed"),
         "unlearned_checkpoint": str((run_dir / "unlearned").resolve()),
         "config": config_record(cfg),
     }

@@ -26,9 +26,13 @@ WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "metadata.json"
 
 
-def checkpoint_name(dataset: str, label_kind: str, model: str, image_size: int) -> str:
-    """Folder name under the checkpoint directory where train.py saves and unlearn.py looks."""
-    return f"{dataset}-{label_kind}-{model}-{image_size}px"
+def checkpoint_name(dataset: str, label_kind: str, model: str, image_size: int, seed: int) -> str:
+    """Folder name under the checkpoint directory where train.py saves and unlearn.py looks.
+
+    The training seed is part of the key: a result is a claim over several training runs,
+    so models of different seeds must live side by side (``seed=0,1,2`` is one multirun).
+    """
+    return f"{dataset}-{label_kind}-{model}-{image_size}px-seed{seed}"
 
 
 def save_checkpoint(directory: str | Path, model: nn.Module, metadata: dict[str, Any], replace: bool = True) -> Path:
