@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -48,6 +49,30 @@ def test_lightning_module_optimisers():
     config = module.configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.SGD)
     assert config["optimizer"].defaults["momentum"] == 0.9 and config["optimizer"].defaults["weight_decay"] == 5e-4
+
+
+@pytest.mark.parametrize("schedule", ["multistep", "cosine"])
+def test_learning_rate_schedules(schedule):
+    """Per epoch: a linear warm-up from lr/10, then the milestones' steps or a cosine decay to zero."""
+    module = ImageClassifier(build_resnet18(10, 1), num_classes=10, lr=0.05, milestones=[3, 4], gamma=0.2,
+                             warmup_epochs=1, schedule=schedule, epochs=5)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(5):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    if schedule == "multistep":
+        assert rates == pytest.approx([0.005, 0.05, 0.05, 0.01, 0.002])
+    else:  # cosine over the 4 epochs after the warm-up
+        assert rates == pytest.approx([0.005, 0.05, 0.05 * (1 + math.cos(math.pi / 4)) / 2, 0.025,
+                                       0.05 * (1 + math.cos(3 * math.pi / 4)) / 2])
+
+
+def test_unknown_schedule_is_refused():
+    with pytest.raises(UserError, match="schedule 'linear' is unknown: valid schedules are multistep, cosine"):
+        ImageClassifier(build_resnet18(10, 1), num_classes=10, schedule="linear", epochs=5)
 
 
 def test_checkpoint_roundtrip_and_checks(tmp_path):

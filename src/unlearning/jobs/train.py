@@ -17,8 +17,8 @@ from unlearning.evaluation.predictions import predict
 from unlearning.jobs.builders import build_datamodule, build_logger, build_model, make_trainer
 from unlearning.jobs.launched import prepare_job
 from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, checkpoint_name, save_checkpoint
-from unlearning.models.classifier import ImageClassifier, training_settings
-from unlearning.reproducibility import start_job
+from unlearning.models.classifier import classifier_for_schedule, training_settings
+from unlearning.reproducibility import seed_of, start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import positive_number, whole_number
 
@@ -41,7 +41,9 @@ class KeepBestWeights(L.Callback):
 
 
 def registry_path(cfg: DictConfig, label_kind: str, input_size: int) -> Path:
-    return Path(cfg.paths.checkpoint_dir) / checkpoint_name(cfg.dataset.name, label_kind, cfg.model.name, input_size)
+    """Where the model trained with ``cfg.seed`` for (dataset, labels, model, size) is published."""
+    return Path(cfg.paths.checkpoint_dir) / checkpoint_name(cfg.dataset.name, label_kind, cfg.model.name, input_size,
+                                                            seed_of(cfg))
 
 
 def model_metadata(cfg: DictConfig, data, **extra: Any) -> dict[str, Any]:
@@ -74,16 +76,8 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     data.batch_size = whole_number(settings.get("batch_size", data.batch_size), "dataset.training.batch_size")
     settings["epochs"] = whole_number(settings["epochs"], "dataset.training.epochs (model.training.epochs on top)")
     settings["lr"] = positive_number(settings["lr"], "dataset.training.lr (model.training.lr on top)")
-    module = ImageClassifier(
-        build_model(cfg, data.num_classes, data.channels),
-        num_classes=data.num_classes,
-        lr=settings["lr"],
-        momentum=settings.get("momentum", 0.9),
-        weight_decay=settings.get("weight_decay", 5e-4),
-        milestones=settings.get("milestones", []),
-        gamma=settings.get("gamma", 0.2),
-        warmup_epochs=settings.get("warmup_epochs", 0),
-    )
+    module = classifier_for_schedule(build_model(cfg, data.num_classes, data.channels), data.num_classes,
+                                     settings, settings["epochs"])
     best = KeepBestWeights()
     trainer = make_trainer(cfg, logger=build_logger(cfg), max_epochs=int(settings["epochs"]),
                            callbacks=[best], enable_checkpointing=False,

@@ -21,7 +21,7 @@ from torch import nn
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.methods.training import fit
-from unlearning.models.classifier import ImageClassifier
+from unlearning.models.classifier import classifier_for_schedule
 
 
 class Retrain(UnlearningMethod):
@@ -36,11 +36,8 @@ class Retrain(UnlearningMethod):
         batch_size = int(self.batch_size or schedule.get("batch_size", data.batch_size))
         model.load_state_dict(context.fresh_model().state_dict())
         model.train()
-        module = ImageClassifier(model, num_classes=data.num_classes, lr=schedule["lr"],
-                                 momentum=schedule.get("momentum", 0.9), weight_decay=schedule.get("weight_decay", 5e-4),
-                                 milestones=schedule.get("milestones", []), gamma=schedule.get("gamma", 0.2),
-                                 warmup_epochs=schedule.get("warmup_epochs", 0))
+        module = classifier_for_schedule(model, data.num_classes, schedule, epochs)
         loader = data.loader("retain", augment=self.augment, shuffle=True, batch_size=batch_size)
         fit(module, context, epochs, train_dataloaders=loader, reload_dataloaders_every_n_epochs=0)
         return {"epochs": epochs, "batch_size": batch_size, "lr": schedule["lr"], "augment": self.augment,
-                "milestones": list(schedule.get("milestones", []))}
+                "milestones": list(schedule.get("milestones", [])), "schedule": schedule.get("schedule", "multistep")}

@@ -10,12 +10,18 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from unlearning.errors import UserError
+
+#: Learning-rate schedules after the optional warm-up.
+SCHEDULES = ("multistep", "cosine")
+
 
 class ImageClassifier(L.LightningModule):
     """Wraps a backbone ``nn.Module`` that maps images to logits.
 
     The optimiser is SGD with momentum and weight decay, the schedule a MultiStepLR with an
-    optional linear warm-up epoch (the SSD paper's training recipe); all from YAML.
+    optional linear warm-up epoch (the SSD paper's training recipe), or a cosine decay to zero
+    over ``epochs`` after the warm-up (``schedule="cosine"``); all from YAML.
     """
 
     def __init__(
@@ -29,8 +35,15 @@ class ImageClassifier(L.LightningModule):
         gamma: float = 0.2,
         warmup_epochs: int = 0,
         optimizer: str = "sgd",
+        schedule: str = "multistep",
+        epochs: int | None = None,
     ):
         super().__init__()
+        if schedule not in SCHEDULES:
+            raise UserError(f"training schedule {schedule!r} is unknown: valid schedules are {', '.join(SCHEDULES)} "
+                            "(dataset.training.schedule).")
+        if schedule == "cosine" and epochs is None:
+            raise ValueError("the cosine schedule needs the number of epochs")
         self.save_hyperparameters(ignore=["backbone"])
         self.model = backbone
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -63,12 +76,34 @@ class ImageClassifier(L.LightningModule):
             optimizer = torch.optim.SGD(
                 self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
             )
-        steps: list = []
-        if hp.warmup_epochs:
-            steps.append(torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=hp.warmup_epochs))
-        steps.append(torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.milestones), gamma=hp.gamma))
-        scheduler = steps[0] if len(steps) == 1 else torch.optim.lr_scheduler.ChainedScheduler(steps, optimizer)
+        schedulers = torch.optim.lr_scheduler
+        warmup = (schedulers.LinearLR(optimizer, start_factor=0.1, total_iters=hp.warmup_epochs)
+                  if hp.warmup_epochs else None)
+        if hp.schedule == "cosine":
+            # a run shorter than the warm-up (a quick retrain.epochs=1) still gets a valid schedule
+            decay = schedulers.CosineAnnealingLR(optimizer, T_max=max(1, hp.epochs - hp.warmup_epochs))
+            scheduler = decay if warmup is None else schedulers.SequentialLR(
+                optimizer, [warmup, decay], milestones=[hp.warmup_epochs])
+        else:
+            decay = schedulers.MultiStepLR(optimizer, milestones=list(hp.milestones), gamma=hp.gamma)
+            scheduler = decay if warmup is None else schedulers.ChainedScheduler([warmup, decay], optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def classifier_for_schedule(backbone: nn.Module, num_classes: int, schedule: Mapping, epochs: int) -> ImageClassifier:
+    """The module that trains ``backbone`` from scratch with a ``dataset.training`` schedule (train.py, retrain)."""
+    return ImageClassifier(
+        backbone,
+        num_classes=num_classes,
+        lr=schedule["lr"],
+        momentum=schedule.get("momentum", 0.9),
+        weight_decay=schedule.get("weight_decay", 5e-4),
+        milestones=schedule.get("milestones", []),
+        gamma=schedule.get("gamma", 0.2),
+        warmup_epochs=schedule.get("warmup_epochs", 0),
+        schedule=schedule.get("schedule", "multistep"),
+        epochs=epochs,
+    )
 
 
 def training_settings(dataset_training: Mapping, model_training: Mapping | None) -> dict:
