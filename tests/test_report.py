@@ -21,7 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import QUIET, ROOT, run_cli
+from tests.conftest import QUIET, ROOT, run_cli, stand_in_for_seed
 from unlearning.jobs.unlearn import objective
 from unlearning.report import main
 from unlearning.report.collect import explain
@@ -48,6 +48,7 @@ def assert_png(path: Path) -> None:
 def baseline_sweep(trained_root, tmp_path_factory) -> Path:
     """4 real runs: the original model evaluated for forget targets 1 and 3, seeds 0 and 1."""
     sweep = tmp_path_factory.mktemp("baseline") / "sweep"
+    stand_in_for_seed(trained_root, 1)
     run_cli("unlearn.py", "-m", "method=baseline", "task.forget=1,3", "seed=0,1", *QUIET,
             f"hydra.sweep.dir={sweep}", root=trained_root, check=True)
     return sweep
@@ -95,7 +96,39 @@ def test_time_relative_to_retrain(baseline_sweep, tmp_path):
     assert summary.loc["ssd", "time_vs_retrain"] == pytest.approx(5.5 / 105)
     table = (out / f"{TABLE}.md").read_text()
     ssd_row = next(line for line in table.splitlines() if line.startswith("| 3 ") and "| ssd " in line)
-    assert "time / retrain" in table and ssd_row.endswith(f" {5.5 / 105:.3f} |")
+    header = next(line for line in table.splitlines() if line.startswith("| forget "))
+    headers = [cell.strip() for cell in header.strip("|").split("|")]
+    cells = [cell.strip() for cell in ssd_row.strip("|").split("|")]
+    assert cells[headers.index("time / retrain")] == f"{5.5 / 105:.3f}"
+
+
+def test_clean_requests_are_counted_over_targets_and_seeds(baseline_sweep, tmp_path):
+    """The verdict column (k/n per row) and the table of requests by outcome, from real records.
+
+    The four baseline runs (targets 1 and 3, seeds 0 and 1) are relabelled as an "ssd" whose
+    unlearned accuracies are set to three known outcomes, so every count is known.
+    """
+    outcomes = {("1", 0): (0.0, 0.0), ("1", 1): (4.0, 2.0), ("3", 0): (0.0, 80.0), ("3", 1): (60.0, 0.5)}
+    for result in results_of(baseline_sweep):
+        key = (result["forget_target"], result["seed"])
+        forget, drop = outcomes[key]
+        after = {**result["metrics"]["unlearned"], "forget_test_acc": forget,
+                 "retain_test_acc": result["metrics"]["original"]["retain_test_acc"] - drop}
+        folder = tmp_path / "runs" / f"{key[0]}-{key[1]}"
+        folder.mkdir(parents=True)
+        record = {**result, "method": "ssd", "metrics": {**result["metrics"], "unlearned": after}}
+        (folder / "results.json").write_text(json.dumps(record))
+    out = tmp_path / "report"
+    report(tmp_path / "runs", out=out)
+    summary = pd.read_csv(out / f"{TABLE}.csv", dtype={"forget": str}, keep_default_na=False).set_index(
+        ["forget", "method"])
+    assert summary.loc[("1", "ssd"), "clean"] == "2/2" and summary.loc[("3", "ssd"), "clean"] == "0/2"
+    assert summary.loc[("1", "original"), "clean"] == "", "the model before unlearning gets no verdict"
+    counts = pd.read_csv(out / f"{TABLE}-clean.csv", keep_default_na=False).set_index("method")
+    assert counts.loc["ssd", ["requests", "clean", "collapsed", "not forgotten", "damaged"]].tolist() == [4, 2, 1, 1, 0]
+    table = (out / f"{TABLE}.md").read_text()
+    ssd_counts = next(line for line in table.splitlines() if line.startswith("| ssd "))
+    assert [cell.strip() for cell in ssd_counts.strip("|").split("|")] == ["ssd", "2 x 2", "2 of 4", "1", "0", "1"]
 
 
 def test_partial_sweep_lists_missing_runs(baseline_sweep, tmp_path, capsys):
@@ -148,6 +181,7 @@ def test_no_results_is_a_user_error(baseline_sweep, tmp_path):
 def test_alpha_lambda_sweep_report(trained_root, tmp_path):
     """A 2 x 2 alpha x lambda SSD sweep over two seeds through the CLI: table, heatmaps, times."""
     sweep = tmp_path / "sweep"
+    stand_in_for_seed(trained_root, 1)
     run_cli("unlearn.py", "-m", "method=ssd", "method.alpha=5,50", "method.lambda_=0.5,1", "seed=0,1",
             "method.batch_size=256", *QUIET, f"hydra.sweep.dir={sweep}", root=trained_root, check=True, timeout=1800)
     out = tmp_path / "report"

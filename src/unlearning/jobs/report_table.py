@@ -19,7 +19,7 @@ LABELS = {
 }
 
 
-def _fmt(value: float, name: str = "") -> str:
+def format_metric(value: float, name: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.2f}" if name.endswith("_acc") else f"{value:.3f}"
@@ -31,6 +31,6 @@ def print_before_after(before: dict, after: dict, names: Sequence[str], method_t
     table.add_column("original", justify="right")
     table.add_column("unlearned", justify="right")
     for name in names:
-        table.add_row(LABELS.get(name, name), _fmt(before[name], name), _fmt(after[name], name))
+        table.add_row(LABELS.get(name, name), format_metric(before[name], name), format_metric(after[name], name))
     table.caption = f"method time {method_time:.2f} s, evaluation time {eval_time:.2f} s"
     Console().print(table)

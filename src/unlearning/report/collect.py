@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from unlearning.errors import UserError
+from unlearning.evaluation.verdict import verdict
 
 RESULTS_FILE = "results.json"
 METRICS = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
@@ -249,12 +250,22 @@ def runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
         for name in METRICS:
             row[name] = (metrics.get("unlearned") or {}).get(name)
             row[f"original_{name}"] = (metrics.get("original") or {}).get(name)
+        row["verdict"] = run_verdict(metrics)
+        row["source_seed"] = results.get("source_seed")
         row.update({f"param.{k}": v for k, v in method_params(results).items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame["setting"] = settings(frame)
     return frame
+
+
+def run_verdict(metrics: dict[str, Any]) -> str | None:
+    """clean / not forgotten / damaged / collapsed (:mod:`unlearning.evaluation.verdict`); None when unknown."""
+    before, after = metrics.get("original") or {}, metrics.get("unlearned") or {}
+    if "retain_test_acc" not in before or "retain_test_acc" not in after:
+        return None
+    return verdict(before, after)
 
 
 def settings(frame: pd.DataFrame) -> pd.Series:

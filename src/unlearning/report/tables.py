@@ -45,6 +45,8 @@ def original_rows(runs: pd.DataFrame) -> pd.DataFrame:
     for column in [c for c in runs.columns if c.startswith("original_")]:
         first[column[len("original_"):]] = first[column]
     first["method"], first["setting"], first["method_time_s"] = "original", "", np.nan
+    if "verdict" in first:
+        first["verdict"] = None  # the model before unlearning forgot nothing: no verdict
     return first
 
 
@@ -74,11 +76,52 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(chunk[column], errors="coerce") * scale
             row[f"{column}_mean"] = values.mean()
             row[f"{column}_std"] = values.std(ddof=1) if values.count() > 1 else np.nan
+        row["clean"] = clean_count(chunk)
         rows.append(row)
     summary = pd.DataFrame(rows)
     retrain = summary[summary["method"] == "retrain"].groupby("forget")["method_time_s_mean"].mean()
     summary[RELATIVE_TIME[0]] = summary["method_time_s_mean"] / summary["forget"].map(retrain)
     return summary
+
+
+def clean_count(runs: pd.DataFrame) -> str:
+    """``k/n``: how many of the runs are clean (:mod:`unlearning.evaluation.verdict`); "" without verdicts."""
+    verdicts = runs["verdict"].dropna() if "verdict" in runs else pd.Series(dtype=object)
+    return f"{int((verdicts == 'clean').sum())}/{len(verdicts)}" if len(verdicts) else ""
+
+
+def verdict_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
+    """Per (method, setting): clean requests of n over every forget target and seed, and what the rest were.
+
+    The headline form of a per-class table: one request is one (forget target, seed) run.
+    None when no run has a verdict (random forgetting, or records without test accuracies).
+    """
+    from unlearning.evaluation.verdict import VERDICTS
+
+    judged = runs[runs["verdict"].notna()] if "verdict" in runs else runs.iloc[0:0]
+    judged = judged[judged["method"] != "baseline"]
+    if judged.empty:
+        return None
+    rows = []
+    for (method, setting), chunk in ordered(judged).groupby(["method", "setting"], sort=False):
+        row = {"method": method, "setting": setting, "requests": len(chunk),
+               "targets": chunk["forget"].nunique(), "seeds": chunk["seed"].nunique()}
+        row.update({outcome: int((chunk["verdict"] == outcome).sum()) for outcome in VERDICTS})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdict_markdown(counts: pd.DataFrame) -> str:
+    """The counts as a Markdown table: ``clean`` as "k of n" requests, then the other outcomes."""
+    from unlearning.evaluation.verdict import VERDICTS
+
+    show_setting = bool((counts["setting"] != "").any())
+    headers = ["method", *(["setting"] if show_setting else []), "targets x seeds", "clean",
+               *(v for v in VERDICTS if v != "clean")]
+    lines = [[str(row["method"]), *([str(row["setting"])] if show_setting else []),
+              f"{row['targets']} x {row['seeds']}", f"{row['clean']} of {row['requests']}",
+              *(str(row[v]) for v in VERDICTS if v != "clean")] for _, row in counts.iterrows()]
+    return render(headers, lines, right=1 + show_setting)
 
 
 def mean_std(mean: float, std: float, decimals: int) -> str:
@@ -95,8 +138,10 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     columns = columns_for(runs)
     show_setting = bool((summary["setting"] != "").any())
     show_relative = bool(summary[RELATIVE_TIME[0]].notna().any())
+    show_clean = bool((summary["clean"] != "").any())
     headers = ["forget", "method", *(["setting"] if show_setting else []), "runs",
-               *(header for _, header, _, _ in columns), *([RELATIVE_TIME[1]] if show_relative else [])]
+               *(header for _, header, _, _ in columns), *([RELATIVE_TIME[1]] if show_relative else []),
+               *(["clean"] if show_clean else [])]
     lines = []
     for _, row in summary.iterrows():
         cells = [str(row["forget"]), str(row["method"]), *([str(row["setting"])] if show_setting else []),
@@ -104,8 +149,10 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         cells += [mean_std(row[f"{c}_mean"], row[f"{c}_std"], d) for c, _, _, d in columns]
         if show_relative:
             cells.append(mean_std(row[RELATIVE_TIME[0]], None, RELATIVE_TIME[2]))
+        if show_clean:
+            cells.append(str(row["clean"]))
         lines.append(cells)
-    return render(headers, lines, right=len(headers) - len(columns) - show_relative - 1)
+    return render(headers, lines, right=len(headers) - len(columns) - show_relative - show_clean - 1)
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right: int) -> str:
@@ -130,5 +177,7 @@ def caption(runs: pd.DataFrame) -> str:
             f"mean ± std over seeds {', '.join(map(str, seeds))} (runs = seeds per row). Dr-test and {df}: "
             "accuracy %; MIA: % of Df the membership attack calls members; ZRF: 1 = like a random model; "
             "time: the method alone, evaluation excluded"
-            + ("; time / retrain: mean time over retrain's mean time for the same target."
-               if (runs["method"] == "retrain").any() else "."))
+            + ("; time / retrain: mean time over retrain's mean time for the same target"
+               if (runs["method"] == "retrain").any() else "")
+            + ("; clean: runs with Df-test <= 5 % and Dr-test down by at most 3 points."
+               if "verdict" in runs and runs["verdict"].notna().any() else "."))

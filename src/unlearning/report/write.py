@@ -12,7 +12,18 @@ import pandas as pd
 from unlearning.errors import UserError
 from unlearning.report.collect import Collection, Missing, collect, relaunch_command, sweep_of
 from unlearning.report.figures import is_sweep, per_class_figure, sweep_figure, time_figure
-from unlearning.report.tables import caption, markdown, ordered, render, summarise
+from unlearning.report.tables import (
+    caption,
+    markdown,
+    ordered,
+    render,
+    summarise,
+    verdict_counts,
+    verdict_markdown,
+)
+
+#: How the report states the verdict rule next to the counts.
+CLEAN_RULE = "clean = Df-test <= 5 % and Dr-test down by at most 3 points, collapsed = Dr-test down by more than 20"
 
 #: Per-class figures show one panel per method/setting; beyond this a sweep's heatmap says more.
 MAX_PER_CLASS_PANELS = 8
@@ -50,6 +61,12 @@ def write_report(paths: Sequence[str | Path], out: Path) -> Report:
         name = slug(group)
         summary.to_csv(out / f"{name}.csv", index=False)
         text = f"## {group}\n\n{caption(runs)}\n\n{table}\n"
+        counts = verdict_counts(runs)
+        if counts is not None:
+            counted = verdict_markdown(counts)
+            counts.to_csv(out / f"{name}-clean.csv", index=False)
+            text += f"\nRequests (forget target x seed) by outcome, {CLEAN_RULE}:\n\n{counted}\n"
+            table += f"\n\n{counted}"
         (out / f"{name}.md").write_text(text)
         report.tables[group] = table
         figures = group_figures(name, group, runs, collection, out / "figures")
