@@ -1,0 +1,126 @@
+"""``make demo`` / ``python -m unlearning.demo [OVERRIDES]``: the paper's SSD and the hands-free mode side by side.
+
+Runs one two-run sweep through the real entry point (``unlearn.py -m method.alpha=10,auto``,
+training the source model first when it is missing), then prints one table with the
+original model, SSD at the paper's alpha and ``method.alpha=auto``, and one sentence per
+method saying what happened (the rule of :mod:`unlearning.evaluation.verdict`). Any Hydra
+override is passed on, e.g. ``python -m unlearning.demo method=lfssd task.forget=5 seed=1``.
+
+The default forget request (digit 3, ``dataset.default_forget``) was fixed before any
+result of the current recipe was seen and is not chosen by outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from unlearning.evaluation.verdict import verdict
+from unlearning.jobs.report_table import LABELS, format_metric
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The paper's alpha for ResNet18, then the hands-free search.
+MODES = (("10", "SSD, alpha 10 (paper)"), ("auto", "SSD, alpha=auto"))
+ROWS = ("forget_test_acc", "retain_test_acc", "test_acc", "forget_train_acc", "mia")
+WHAT = {
+    "clean": "forgot the class and kept the rest (clean)",
+    "not forgotten": "did not forget the class",
+    "damaged": "forgot the class but lost more than 3 points on the retained classes",
+    "collapsed": "destroyed the model (the retained classes are lost too)",
+}
+
+
+def sweep_folder(overrides: list[str]) -> tuple[Path, list[str]]:
+    """``hydra.sweep.dir=`` when given (taken out of the overrides), else ``outputs/demo/<time>``
+    under ``UNLEARNING_ROOT`` (default: the current directory, like every other path)."""
+    given = [o for o in overrides if o.startswith("hydra.sweep.dir=")]
+    if given:
+        return Path(given[-1].split("=", 1)[1]), [o for o in overrides if o not in given]
+    root = Path(os.environ.get("UNLEARNING_ROOT", "."))
+    return root / "outputs" / "demo" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), overrides
+
+
+def sweep_command(sweep_dir: Path, overrides: Sequence[str]) -> list[str]:
+    script = ROOT / "unlearn.py"
+    if not script.is_file():
+        raise SystemExit(f"error: {script} not found: run the demo from a checkout of the repository (make demo).")
+    alphas = ",".join(alpha for alpha, _ in MODES)
+    return [sys.executable, str(script), "-m", f"method.alpha={alphas}", f"hydra.sweep.dir={sweep_dir}",
+            "logger=none", *overrides]
+
+
+def read_runs(sweep_dir: Path) -> list[dict[str, Any]]:
+    runs = []
+    for index in range(len(MODES)):
+        path = sweep_dir / str(index) / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path} is missing: the sweep did not finish (see its log above).")
+        runs.append(json.loads(path.read_text()))
+    return runs
+
+
+def method_label(results: dict[str, Any], fallback: str) -> str:
+    name, info = results["method"].upper(), results["method_info"]
+    alpha = info.get("alpha")
+    if alpha == "auto":
+        chosen = info.get("chosen_alpha")
+        return f"{name}, alpha=auto" + (f" (chose {chosen:.3g})" if isinstance(chosen, int | float) else "")
+    return f"{name}, alpha {alpha:g}" if isinstance(alpha, int | float) else fallback
+
+
+def sentence(results: dict[str, Any], label: str) -> str:
+    before, after = results["metrics"]["original"], results["metrics"]["unlearned"]
+    outcome = verdict(before, after)
+    if outcome is None:
+        return (f"{label}: Df-train {before['forget_train_acc']:.1f} % -> {after['forget_train_acc']:.1f} %, "
+                f"test {before['test_acc']:.1f} % -> {after['test_acc']:.1f} % (random samples: compare the two).")
+    return (f"{label} took Df-test from {before['forget_test_acc']:.1f} % to {after['forget_test_acc']:.1f} % and "
+            f"Dr-test from {before['retain_test_acc']:.1f} % to {after['retain_test_acc']:.1f} %: it {WHAT[outcome]}.")
+
+
+def print_side_by_side(runs: list[dict[str, Any]], console: Console) -> None:
+    first = runs[0]
+    labels = [method_label(r, title) for r, (_, title) in zip(runs, MODES, strict=True)]
+    table = Table(title=f"Forgetting {first['forget']} of {first['dataset']} "
+                        f"({first['model']}, training seed {first.get('source_seed', first['seed'])})")
+    table.add_column("metric")
+    table.add_column("original", justify="right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for name in ROWS:
+        table.add_row(LABELS.get(name, name), format_metric(first["metrics"]["original"][name], name),
+                      *(format_metric(r["metrics"]["unlearned"][name], name) for r in runs))
+    table.add_row("method time s", "", *(f"{r['method_time_s']:.1f}" for r in runs))
+    console.print(table)
+    for results, label in zip(runs, labels, strict=True):
+        console.print(sentence(results, label))
+    console.print("Clean = Df-test <= 5 % and Dr-test down by at most 3 points; test images are used only to "
+                  "report, never by the methods.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    sweep_dir, overrides = sweep_folder(list(sys.argv[1:] if argv is None else argv))
+    command = sweep_command(sweep_dir, overrides)
+    print("Running:", " ".join(command[1:]), flush=True)
+    finished = subprocess.run(command)
+    if finished.returncode != 0:
+        return finished.returncode
+    console = Console()
+    console.print()
+    print_side_by_side(read_runs(sweep_dir), console)
+    console.print(f"Results: {sweep_dir}/*/results.json; tables over several seeds: python -m unlearning.report "
+                  f"{sweep_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
