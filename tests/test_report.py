@@ -221,3 +221,20 @@ def test_optuna_search_runs_trials_and_reports(trained_root, tmp_path):
     report(sweep, out=tmp_path / "report")
     assert_png(tmp_path / "report" / "figures" / f"{TABLE}_sweep_ssd.png")
     assert not (tmp_path / "report" / "missing.csv").exists()
+
+
+def test_auto_alpha_runs_and_seed_following_parameters(baseline_sweep, tmp_path):
+    """A sweep of method.alpha=10,auto: no crash on the non-numeric alpha, and ``auto.seed: ${seed}``
+    (a parameter that only follows the run's seed) is not mistaken for a setting."""
+    for result in results_of(baseline_sweep):
+        for alpha in (10.0, "auto"):
+            folder = tmp_path / "runs" / f"{alpha}-{result['forget_target']}-{result['seed']}"
+            folder.mkdir(parents=True)
+            method = {"name": "ssd", "alpha": alpha, "lambda_": 1.0, "auto": {"seed": result["seed"]}}
+            record = {**result, "method": "ssd", "config": {**result["config"], "method": method}}
+            (folder / "results.json").write_text(json.dumps(record))
+    out = tmp_path / "report"
+    report(tmp_path / "runs", out=out)
+    summary = pd.read_csv(out / f"{TABLE}.csv", dtype={"forget": str}, keep_default_na=False)
+    assert sorted(set(summary["setting"])) == ["", "alpha=10", "alpha=auto"]
+    assert (summary[summary["method"] == "ssd"]["runs"] == 2).all()

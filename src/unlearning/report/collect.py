@@ -273,7 +273,9 @@ def settings(frame: pd.DataFrame) -> pd.Series:
     params = [c for c in frame.columns if c.startswith("param.")]
     setting = pd.Series("", index=frame.index, dtype=object)
     for _, runs in frame.groupby(["group", "method"], sort=False):
-        varying = [c for c in params if runs[c].map(comparable).nunique() > 1]
+        # a parameter that only follows the run's seed (auto.seed: ${seed}) is the seed, not a setting
+        varying = [c for c in params if runs[c].map(comparable).nunique() > 1
+                   and not runs[c].map(comparable).equals(runs["seed"].map(comparable))]
         for index, run in runs.iterrows():
             setting[index] = ", ".join(f"{c[len('param.'):]}={fmt_value(run[c])}" for c in varying)
     return setting

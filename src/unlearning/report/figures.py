@@ -37,19 +37,24 @@ def save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+def numeric_settings(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with a numeric alpha and lambda, as floats (``method.alpha=auto`` runs have no point on a grid)."""
+    numbers = runs.assign(**{column: pd.to_numeric(runs[column], errors="coerce") for column in (ALPHA, LAMBDA)})
+    return numbers.dropna(subset=[ALPHA, LAMBDA]).astype({ALPHA: float, LAMBDA: float})
+
+
 def is_sweep(runs: pd.DataFrame) -> bool:
-    """True when one method's runs vary alpha and/or lambda (two or more settings)."""
+    """True when one method's runs vary a numeric alpha and/or lambda (two or more settings)."""
     if ALPHA not in runs or LAMBDA not in runs:
         return False
-    settings = runs[[ALPHA, LAMBDA]].dropna().astype(float).drop_duplicates()
-    return len(settings) >= 2
+    return len(numeric_settings(runs)[[ALPHA, LAMBDA]].drop_duplicates()) >= 2
 
 
 def sweep_figure(runs: pd.DataFrame, path: Path, title: str) -> Path | None:
     """Dr-test and Df accuracy of one method over alpha x lambda (means over seeds and targets)."""
     if not is_sweep(runs):
         return None
-    runs = runs.dropna(subset=[ALPHA, LAMBDA]).astype({ALPHA: float, LAMBDA: float})
+    runs = numeric_settings(runs)
     df, df_label = df_column(runs)
     cells = runs.groupby([ALPHA, LAMBDA])[["retain_test_acc", df, "objective"]].mean()
     alphas, lambdas = sorted(runs[ALPHA].unique()), sorted(runs[LAMBDA].unique())
