@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(PY) -m unlearning.demo $(ARGS)
 
-# The default suite (about 10 minutes on 2 cores).
+# The default suite (about 13 minutes on 2 cores, 4 of them training the digits models).
 test: install
 	$(PY) -m pytest -q
 

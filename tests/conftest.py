@@ -81,7 +81,7 @@ def stand_in_for_seed(root: Path, seed: int) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(source, staging)
         metadata = json.loads((staging / "metadata.json").read_text())
-        (staging / "metadata.json").write_text(json.dumps({**metadata, "seed": seed}, indent=2))
+        (staging / "metadata.json").write_text(json.dumps({**metadata, "seed": seed, "stand_in_of_seed": 0}, indent=2))
         staging.rename(target)
 
 
