@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from unlearning.evaluation.verdict import VERDICTS
+
 #: The paper's order of methods; others follow in the order they were run.
 METHOD_ORDER = ("original", "baseline", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub",
                 "salun", "jit", "ssd", "lfssd", "assd")
@@ -96,8 +98,6 @@ def verdict_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
     The headline form of a per-class table: one request is one (forget target, seed) run.
     None when no run has a verdict (random forgetting, or records without test accuracies).
     """
-    from unlearning.evaluation.verdict import VERDICTS
-
     judged = runs[runs["verdict"].notna()] if "verdict" in runs else runs.iloc[0:0]
     judged = judged[judged["method"] != "baseline"]
     if judged.empty:
@@ -113,8 +113,6 @@ def verdict_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
 
 def verdict_markdown(counts: pd.DataFrame) -> str:
     """The counts as a Markdown table: ``clean`` as "k of n" requests, then the other outcomes."""
-    from unlearning.evaluation.verdict import VERDICTS
-
     show_setting = bool((counts["setting"] != "").any())
     headers = ["method", *(["setting"] if show_setting else []), "targets x seeds", "clean",
                *(v for v in VERDICTS if v != "clean")]
