@@ -9,6 +9,7 @@ and the stderr users see (the whole table through subprocesses is ``slow``).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -127,6 +128,17 @@ CASES = [
     case("checkpoint-folder-without-weights", U, ["checkpoint={empty_dir}"], ["has no model.safetensors"]),
     case("no-trained-model-and-no-training", U, ["paths.checkpoint_dir={missing}"],
          ["no trained model at", "python train.py", "train_if_missing=true"]),
+    # the gold-standard evaluation
+    case("reference-unknown", U, ["evaluation.reference=oracle"], ["evaluation.reference='oracle' is unknown",
+                                                                    "none, retrain"], cli=True),
+    case("probe-not-a-bool", U, ["evaluation.probe=maybe"], ["evaluation.probe must be true or false", "'maybe'"]),
+    case("reference-path-without-reference", U, ["evaluation.reference_checkpoint={fine}"],
+         ["evaluation.reference_checkpoint=", "evaluation.reference=retrain"]),
+    case("reference-is-a-source-model", U, ["evaluation.reference=retrain", "evaluation.reference_checkpoint={fine}"],
+         ["is not a retrained reference", "leave evaluation.reference_checkpoint unset"]),
+    case("reference-of-another-forget-set", U, ["evaluation.reference=retrain",
+                                                "evaluation.reference_checkpoint={other_reference}"],
+         ["was retrained without another forget set", "'class 7'", "'class 3'"]),
     # data
     case("cifar-missing-offline", U, ["dataset=cifar10", "dataset.builder.download=false", "paths.data_dir={missing}"],
          ["files are missing", "Download cifar-10-python.tar.gz", "dataset.root=PATH"]),
@@ -184,6 +196,11 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     code.parent.mkdir()
     write_payload(code, base / "MARKER", "lightning")
     shutil.copy(fine / "metadata.json", code.parent)
+    other_reference = base / "other_reference"
+    shutil.copytree(fine, other_reference)
+    metadata = json.loads((other_reference / "metadata.json").read_text())
+    (other_reference / "metadata.json").write_text(json.dumps({**metadata, "reference": "retrain", "task": "fullclass",
+                                                               "forget": "class 7", "forget_digest": "0" * 40}))
     empty = base / "empty"
     empty.mkdir()
     rng = np.random.default_rng(0)
@@ -198,7 +215,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
             "cifar10_checkpoint": str(other), "truncated": str(truncated), "garbage_pt": str(garbage),
             "bad_metadata": str(bad_metadata), "code_ckpt": str(code), "marker": str(base / "MARKER"),
             "empty_dir": str(empty), "images_one": str(base / "images_one"), "images_two": str(base / "images_two"),
-            "file": str(a_file), "missing": str(base / "does-not-exist"), "base": str(base)}
+            "file": str(a_file), "other_reference": str(other_reference), "missing": str(base / "does-not-exist"), "base": str(base)}
 
 
 def prepared(case: Case, inputs: dict, tmp_path: Path, monkeypatch) -> list[str]:

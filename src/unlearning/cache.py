@@ -39,6 +39,7 @@ from safetensors.torch import save_file
 
 from unlearning.fingerprint import cache_key, digest_tensors
 from unlearning.io import atomic_write
+from unlearning.locks import compute_once
 
 log = logging.getLogger(__name__)
 
@@ -177,46 +178,32 @@ class TensorCache:
     def claim(self, parts: Mapping[str, Any]) -> Iterator[Tensors | None]:
         """Yield the entry for ``parts``, or None and the right to compute it while the block runs.
 
-        Jobs of a sweep started together (a SLURM array, a multirun on the joblib launcher)
-        all miss at first; so that they compute each entry once, the first takes a lock file
-        beside the entry and the others wait, up to ``wait_s`` seconds, for the entry to
-        appear. The holder touches its lock every few seconds; a lock left untouched for
-        ``stale_s`` seconds (its job died) is taken over. When the wait runs out the waiter
-        computes the entry itself: duplicate work, never a wrong or missing result.
+        Jobs of a sweep started together all miss at first; so that they compute each entry
+        once, the first takes a lock file beside the entry and the others wait, up to
+        ``wait_s`` seconds, for the entry to appear (see :func:`unlearning.locks.compute_once`:
+        a dead holder's lock is taken over; when the wait runs out the waiter computes the
+        entry itself: duplicate work, never a wrong or missing result).
         """
         found = self.get(parts)
         path = self.path(self.key(parts))
         if found is not None or path is None or not self.write:
             yield found
             return
-        lock = path.with_name(path.name + ".lock")
-        deadline, waited = time.monotonic() + self.wait_s, False
-        while not _try_create(lock):
-            if not waited:
-                waited = True
-                log.info("waiting for another job to finish cache entry %s", path.name)
-            if _age(lock) > self.stale_s:
-                lock.unlink(missing_ok=True)  # its holder stopped touching it: take over
-                continue
-            if time.monotonic() > deadline:
-                log.warning("gave up waiting for %s after %.0f s; computing it here", path.name, self.wait_s)
+        loaded: list[Tensors] = []
+
+        def ready() -> bool:
+            if path.is_file() and (entry := self.get(parts)) is not None:
+                loaded.append(entry)
+                return True
+            return False
+
+        with compute_once(path.with_name(path.name + ".lock"), ready, self.wait_s, self.stale_s, self.poll_s,
+                          what=f"cache entry {path.name}") as must_compute:
+            if not must_compute:
+                self.stats.waits += 1
+                yield loaded[-1]
+            else:
                 yield None
-                return
-            time.sleep(self.poll_s)
-            if path.is_file():
-                found = self.get(parts)
-                if found is not None:
-                    self.stats.waits += 1
-                    yield found
-                    return
-        heartbeat = _Heartbeat(lock, self.stale_s / 4)
-        heartbeat.start()
-        try:
-            found = self.get(parts) if path.is_file() else None  # finished while we took the lock
-            yield found
-        finally:
-            heartbeat.stop()
-            lock.unlink(missing_ok=True)
 
     def _remember(self, key: str, entry: Tensors) -> None:
         size = _nbytes(entry)
@@ -252,41 +239,6 @@ class TensorCache:
     def clear_memory(self) -> None:
         with self._lock:
             self._memory.clear()
-
-
-def _try_create(lock: Path) -> bool:
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"{os.uname().nodename} {os.getpid()}\n")
-    return True
-
-
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0  # just released: the next attempt takes it
-
-
-class _Heartbeat(threading.Thread):
-    """Touches a lock file every ``every`` seconds while its holder computes."""
-
-    def __init__(self, lock: Path, every: float):
-        super().__init__(daemon=True)
-        self.lock, self.every, self.done = lock, every, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.every):
-            with contextlib.suppress(OSError):
-                os.utime(self.lock)
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join()
 
 
 def _canonical(parts: Mapping[str, Any]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,26 @@ class FileImages(ImageSource):
             return image.convert(self.mode)
 
 
+class SubsetImages(ImageSource):
+    """The images of ``source`` at ``indices``, in that order (a shadow model's half of D)."""
+
+    def __init__(self, source: ImageSource, indices: Sequence[int]):
+        self.source, self.indices = source, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return self.source[int(self.indices[int(index)])]
+
+    def fingerprint(self) -> str | None:
+        """The parent's content digest plus the chosen indices (see :mod:`unlearning.fingerprint`)."""
+        from unlearning.fingerprint import digest_array, image_source_digest
+
+        parent = image_source_digest(self.source)
+        return None if parent is None else f"subset:{parent}:{digest_array(self.indices)}"
+
+
 @dataclass
 class DatasetBundle:
     """Train and test images with their fine (and optional coarse) labels and class names.
@@ -96,3 +116,13 @@ class DatasetBundle:
             raise ValueError(f"dataset {self.name} has no coarse labels")
         pairs = np.unique(np.stack([self.train_fine, self.train_coarse], axis=1), axis=0)
         return {int(fine): int(coarse) for fine, coarse in pairs}
+
+    def restricted_to(self, train_indices: Sequence[int]) -> DatasetBundle:
+        """The same dataset with only the training samples at ``train_indices`` (the test set unchanged).
+
+        A shadow model of a membership audit is trained on a random half of D: this bundle is
+        that half, so "D" means the shadow's training set to every method and metric.
+        """
+        rows = np.asarray(train_indices, dtype=np.int64)
+        return replace(self, train_images=SubsetImages(self.train_images, rows), train_fine=self.train_fine[rows],
+                       train_coarse=None if self.train_coarse is None else self.train_coarse[rows])

@@ -137,6 +137,22 @@ class RandomTask(ForgettingTask):
         )
 
 
+class GivenSamples(ForgettingTask):
+    """Forget exactly the training samples at ``indices`` (a membership audit's shadow forget sets)."""
+
+    name = "random"
+
+    def __init__(self, indices, description: str):
+        self.forget, self.description = np.asarray(indices, dtype=np.int64), description
+
+    def split(self, bundle: DatasetBundle, label_kind: str, aliases: dict | None = None) -> ForgetSplit:
+        mask = np.zeros(len(bundle.train_fine), dtype=bool)
+        mask[self.forget] = True
+        retain_train, forget_train = _complement(mask)
+        return ForgetSplit(retain_train, forget_train, np.arange(len(bundle.test_fine)), np.array([], dtype=np.int64),
+                           self.description, None)
+
+
 def _as_count(value: object) -> int:
     try:
         number = float(value)  # type: ignore[arg-type]

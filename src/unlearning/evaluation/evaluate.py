@@ -1,19 +1,24 @@
 """All metrics of one model from one forward pass over D and one over the test set.
 
-The passes' logits can come from a :class:`~unlearning.cache.TensorCache`: the original
-model is the same in every run of a sweep (every alpha, lambda, method and forget target),
-so its logits over D and the test set are computed once and its metrics are recomputed
-from them for each run's forget set (cheap: accuracies, the MIA regression and ZRF).
+The passes' logits (and penultimate features, for the probe) can come from a
+:class:`~unlearning.cache.TensorCache`: the original model and the retrained reference are
+the same in every run of a sweep (every alpha, lambda and method), so their outputs over D
+and the test set are computed once and their metrics are recomputed from them for each run
+(cheap: accuracies, the attacks' fits, the probe's fit and ZRF).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from unlearning.data.datamodule import UnlearningDataModule
+from unlearning.evaluation.against_reference import mean_js, relative_to_reference
+from unlearning.evaluation.membership import held_out_split, strong_membership_attack
 from unlearning.evaluation.metrics import (
     accuracy,
     membership_inference_from_logits,
@@ -21,34 +26,71 @@ from unlearning.evaluation.metrics import (
     zrf_from_logits,
 )
 from unlearning.evaluation.predictions import predict
+from unlearning.evaluation.probe import class_probe, membership_probe
 from unlearning.fingerprint import dataset_digest, split_digest, weights_digest
 
 METRIC_NAMES = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
+#: The gold-standard figures (see docs/evaluation.md); a setting can turn each group off.
+STRONG_MIA_NAMES = ("mia_strong", "mia_auc")
+PROBE_NAMES = ("probe_forget_test_acc", "probe_retain_test_acc", "probe_forget_member", "probe_member_auc")
 
 #: Bump when :func:`predict` changes in a way that changes its numbers.
 PREDICTION_VERSION = "predictions-1"
 
 
-def prediction_parts(weights: str, data: UnlearningDataModule, split: str) -> dict[str, Any] | None:
-    """Everything a model's logits over ``split`` depend on: weights, images, transform, indices, labels."""
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Which of the stronger figures to compute besides the paper's (``evaluation.*`` in unlearn.yaml)."""
+
+    strong_mia: bool = True
+    probe: bool = True
+    seed: int = 0
+
+
+@dataclass
+class Outputs:
+    """One model's logits (and features) over D (``train_*``) and the test set, in index order."""
+
+    train_logits: torch.Tensor
+    train_labels: torch.Tensor
+    test_logits: torch.Tensor
+    test_labels: torch.Tensor
+    train_features: torch.Tensor | None = None
+    test_features: torch.Tensor | None = None
+
+
+def prediction_parts(weights: str, data: UnlearningDataModule, split: str,
+                     features: bool = False) -> dict[str, Any] | None:
+    """Everything a model's outputs over ``split`` depend on: weights, images, transform, indices, labels."""
     dataset = dataset_digest(data)
     if dataset is None:
         return None
-    return {"kind": "predictions", "version": PREDICTION_VERSION, "weights": weights, "dataset": dataset,
-            "split": split_digest(data, split, with_labels=True)}
+    parts = {"kind": "predictions", "version": PREDICTION_VERSION, "weights": weights, "dataset": dataset,
+             "split": split_digest(data, split, with_labels=True)}
+    if features:
+        parts["features"] = True
+    return parts
 
 
 def predict_split(model: nn.Module, data: UnlearningDataModule, split: str, cache: Any = None,
-                  weights: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels of ``model`` over ``split`` (one batched pass), through ``cache`` when given."""
-    if cache is None:
-        return predict(model, data.loader(split))
-    parts = prediction_parts(weights or weights_digest(model), data, split)
+                  weights: str | None = None, features: bool = False) -> tuple[torch.Tensor, ...]:
+    """Logits and labels (and features) of ``model`` over ``split`` in one pass, through ``cache`` when given."""
+    names = ("logits", "labels", "features") if features else ("logits", "labels")
+    parts = None if cache is None else prediction_parts(weights or weights_digest(model), data, split, features)
     if parts is None:
-        return predict(model, data.loader(split))
-    entry = cache.get_or_compute(parts, lambda: dict(zip(("logits", "labels"), predict(model, data.loader(split)),
+        return predict(model, data.loader(split), features=features)
+    entry = cache.get_or_compute(parts, lambda: dict(zip(names, predict(model, data.loader(split), features=features),
                                                          strict=True)))
-    return entry["logits"], entry["labels"]
+    return tuple(entry[name] for name in names)
+
+
+def model_outputs(model: nn.Module, data: UnlearningDataModule, cache: Any = None,
+                  features: bool = True) -> Outputs:
+    """The two passes of :func:`evaluate`, kept so that two models' outputs can be compared."""
+    weights = weights_digest(model) if cache is not None else None
+    train = predict_split(model, data, "full", cache, weights, features)
+    test = predict_split(model, data, "test", cache, weights, features)
+    return Outputs(train[0], train[1], test[0], test[1], *((train[2], test[2]) if features else (None, None)))
 
 
 def zrf_split(data: UnlearningDataModule) -> str:
@@ -61,30 +103,75 @@ def teacher_logits(random_model: nn.Module, data: UnlearningDataModule, cache: A
     return predict_split(random_model, data, zrf_split(data), cache)[0]
 
 
+def metrics_of(outputs: Outputs, data: UnlearningDataModule, random_logits: torch.Tensor,
+               settings: EvaluationSettings = EvaluationSettings()) -> dict[str, Any]:
+    """Accuracies (%), the paper's MIA and ZRF, and (per ``settings``) the strong attack and the probe."""
+    o = outputs
+    retain, forget = np.asarray(data.indices("retain")), np.asarray(data.indices("forget"))
+    retain_t, forget_t = np.asarray(data.indices("retain_test")), np.asarray(data.indices("forget_test"))
+    zrf_logits = o.test_logits[forget_t] if zrf_split(data) == "forget_test" else o.train_logits[forget]
+    metrics: dict[str, Any] = {
+        "retain_train_acc": accuracy(o.train_logits[retain], o.train_labels[retain]),
+        "forget_train_acc": accuracy(o.train_logits[forget], o.train_labels[forget]),
+        "retain_test_acc": accuracy(o.test_logits[retain_t], o.test_labels[retain_t]),
+        "forget_test_acc": accuracy(o.test_logits[forget_t], o.test_labels[forget_t]),
+        "test_acc": accuracy(o.test_logits, o.test_labels),
+        "mia": membership_inference_from_logits(o.train_logits[retain], o.train_logits[forget], o.test_logits),
+        "zrf": zrf_from_logits(zrf_logits, random_logits),
+    }
+    if settings.strong_mia:
+        metrics.update(strong_attack(o, retain, forget, retain_t, forget_t, settings.seed))
+    if settings.probe and o.train_features is not None:
+        if len(forget_t):
+            metrics.update(class_probe(o.train_features, o.train_labels, retain, forget, o.test_features,
+                                       o.test_labels, retain_t, forget_t, settings.seed))
+        else:
+            metrics.update(membership_probe(o.train_features, retain, forget, o.test_features, settings.seed))
+    metrics["per_class_test_acc"] = per_class_accuracy(o.test_logits, o.test_labels)
+    return metrics
+
+
+def strong_attack(o: Outputs, retain: np.ndarray, forget: np.ndarray, retain_t: np.ndarray, forget_t: np.ndarray,
+                  seed: int) -> dict[str, float]:
+    """The multi-feature attack: fitted on Dr-train vs Dr-test, Df-train scored against held-out non-members.
+
+    Held-out non-members: Df-test (same classes as Df) when there is one, else half of the test set
+    (the attack is then fitted on the other half).
+    """
+    if len(forget_t):
+        fit_test, heldout = retain_t, forget_t
+    else:
+        first, second = held_out_split(len(retain_t), seed)
+        fit_test, heldout = retain_t[first], retain_t[second]
+    return strong_membership_attack(o.train_logits[retain], o.train_labels[retain],
+                                    o.test_logits[fit_test], o.test_labels[fit_test],
+                                    o.train_logits[forget], o.train_labels[forget],
+                                    o.test_logits[heldout], o.test_labels[heldout], seed=seed)
+
+
 def evaluate(model: nn.Module, data: UnlearningDataModule, random_logits: torch.Tensor,
-             cache: Any = None) -> dict[str, Any]:
-    """Accuracies (%), MIA and ZRF of ``model`` on the data module's splits.
+             cache: Any = None, settings: EvaluationSettings = EvaluationSettings()) -> dict[str, Any]:
+    """Accuracies (%), MIA, ZRF (and the strong attack and probe) of ``model`` on the data module's splits.
 
     One batched pass over D gives Dr-train and Df-train; one over the test set gives
-    Dr-test, Df-test and the whole test set; MIA and ZRF reuse those logits. Only the
+    Dr-test, Df-test and the whole test set; every metric reuses those outputs. Only the
     random teacher's logits (``random_logits``, from :func:`teacher_logits`) come from
     elsewhere, so that every model of a run is compared with the same teacher. With
-    ``cache``, the two passes' logits are looked up (and stored) there: give it for a model
-    that recurs across runs (the original), not for one that is new in every run.
+    ``cache``, the two passes' outputs are looked up (and stored) there: give it for a model
+    that recurs across runs (the original, the reference), not for one that is new in every run.
     """
-    weights = weights_digest(model) if cache is not None else None
-    train_logits, train_labels = predict_split(model, data, "full", cache, weights)
-    test_logits, test_labels = predict_split(model, data, "test", cache, weights)
-    retain, forget = torch.as_tensor(data.indices("retain")), torch.as_tensor(data.indices("forget"))
-    retain_t, forget_t = torch.as_tensor(data.indices("retain_test")), torch.as_tensor(data.indices("forget_test"))
-    zrf_logits = test_logits[forget_t] if zrf_split(data) == "forget_test" else train_logits[forget]
-    return {
-        "retain_train_acc": accuracy(train_logits[retain], train_labels[retain]),
-        "forget_train_acc": accuracy(train_logits[forget], train_labels[forget]),
-        "retain_test_acc": accuracy(test_logits[retain_t], test_labels[retain_t]),
-        "forget_test_acc": accuracy(test_logits[forget_t], test_labels[forget_t]),
-        "test_acc": accuracy(test_logits, test_labels),
-        "mia": membership_inference_from_logits(train_logits[retain], train_logits[forget], test_logits),
-        "zrf": zrf_from_logits(zrf_logits, random_logits),
-        "per_class_test_acc": per_class_accuracy(test_logits, test_labels),
+    return metrics_of(model_outputs(model, data, cache, features=settings.probe), data, random_logits, settings)
+
+
+def compare_with_reference(after: tuple[Outputs, dict[str, Any]], original: tuple[Outputs, dict[str, Any]],
+                           reference: tuple[Outputs, dict[str, Any]], data: UnlearningDataModule) -> dict[str, float]:
+    """``metrics.relative`` of results.json: accuracy deltas, ToW, JS divergences and membership gaps."""
+    forget = np.asarray(data.indices("forget"))
+    (after_out, after_m), (original_out, original_m), (reference_out, reference_m) = after, original, reference
+    divergences = {
+        "js_forget": mean_js(after_out.train_logits[forget], reference_out.train_logits[forget]),
+        "js_test": mean_js(after_out.test_logits, reference_out.test_logits),
+        "js_forget_original": mean_js(original_out.train_logits[forget], reference_out.train_logits[forget]),
+        "js_test_original": mean_js(original_out.test_logits, reference_out.test_logits),
     }
+    return relative_to_reference(after_m, original_m, reference_m, divergences)

@@ -19,7 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from unlearning.errors import UserError
-from unlearning.evaluation.evaluate import METRIC_NAMES, evaluate, teacher_logits
+from unlearning.evaluation.evaluate import (
+    METRIC_NAMES,
+    EvaluationSettings,
+    compare_with_reference,
+    metrics_of,
+    model_outputs,
+    teacher_logits,
+)
 from unlearning.io import atomic_write_json
 from unlearning.jobs.builders import (
     build_cache,
@@ -31,6 +38,7 @@ from unlearning.jobs.builders import (
     make_trainer,
 )
 from unlearning.jobs.launched import prepare_job
+from unlearning.jobs.reference import check_given_reference, find_or_train_reference, reference_kind
 from unlearning.jobs.report_table import print_before_after
 from unlearning.jobs.train import registry_path, train
 from unlearning.methods.base import MethodContext, UnlearningMethod
@@ -162,8 +170,51 @@ def check_source_outside(source: Path, run_dir: Path) -> None:
                         "copy it elsewhere first or give this run another hydra.run.dir.")
 
 
+def evaluation_settings(cfg: DictConfig, seed: int) -> EvaluationSettings:
+    """``evaluation.strong_mia`` and ``evaluation.probe`` (booleans), checked before any work is done."""
+    options = cfg.get("evaluation") or {}
+    values = {}
+    for key in ("strong_mia", "probe"):
+        value = options.get(key, True)
+        if not isinstance(value, bool):
+            raise UserError(f"evaluation.{key} must be true or false, got {value!r}.")
+        values[key] = value
+    return EvaluationSettings(seed=seed, **values)
+
+
+def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, fresh, cache, seed: int,
+                 run_dir: Path) -> tuple[dict[str, Any], float, dict[str, Any] | None]:
+    """Metrics of the original and unlearned models (and of the retrained reference, when asked for).
+
+    Returns ``(metrics, evaluation seconds, reference record)``; training a missing reference
+    does not count as evaluation time.
+    """
+    device = evaluation_device(cfg)
+    settings = evaluation_settings(cfg, seed)
+    reference, reference_record = None, None
+    if reference_kind(cfg) == "retrain":
+        reference, path = find_or_train_reference(cfg, data, seed, fresh, run_dir)
+        reference_record = {"kind": "retrain", "checkpoint": str(path.resolve())}
+    start = time.perf_counter()
+    # The teacher, the original and the reference recur in every run of a sweep: their outputs are cached.
+    random_logits = teacher_logits(fresh(10_000).to(device), data, cache)
+    original_outputs = model_outputs(original.to(device), data, cache, features=settings.probe)
+    unlearned_outputs = model_outputs(model.to(device), data, features=settings.probe)
+    metrics = {"original": metrics_of(original_outputs, data, random_logits, settings),
+               "unlearned": metrics_of(unlearned_outputs, data, random_logits, settings)}
+    if reference is not None:
+        reference_outputs = model_outputs(reference.to(device), data, cache, features=settings.probe)
+        metrics["retrained"] = metrics_of(reference_outputs, data, random_logits, settings)
+        metrics["relative"] = compare_with_reference(
+            (unlearned_outputs, metrics["unlearned"]), (original_outputs, metrics["original"]),
+            (reference_outputs, metrics["retrained"]), data)
+    return metrics, time.perf_counter() - start, reference_record
+
+
 def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     seed = start_job(cfg)
+    reference_kind(cfg)  # bad evaluation settings fail before any work is done
+    evaluation_settings(cfg, seed)
     method = build_method(cfg)
     task = build_task(cfg)
     method.check_task(cfg.task.name)
@@ -178,6 +229,7 @@ def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         expected["seed"] = seed
     check_compatible(metadata, expected, source)
     model = load_into(build_model(cfg, data.num_classes, data.channels), state, source)
+    check_given_reference(cfg, data, seed)  # a wrong reference by path is refused before the method runs
     original = copy.deepcopy(model).eval().requires_grad_(False)
     fresh = fresh_model_factory(cfg, data, seed)
     cache = build_cache(cfg)
@@ -200,14 +252,10 @@ def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     if rank_zero_only.rank != 0:
         return None
 
-    device = evaluation_device(cfg)
-    start = time.perf_counter()
-    # The teacher and the original model recur in every run of a sweep: their logits are cached.
-    random_logits = teacher_logits(fresh(10_000).to(device), data, cache)
-    before = evaluate(original.to(device), data, random_logits, cache)
-    after = evaluate(model.to(device), data, random_logits)
-    evaluation_time = time.perf_counter() - start
-    print_before_after(before, after, METRIC_NAMES, method_time, evaluation_time)
+    metrics, evaluation_time, reference = evaluate_run(cfg, data, model, original, fresh, cache, seed, run_dir)
+    before, after = metrics["original"], metrics["unlearned"]
+    print_before_after(before, after, METRIC_NAMES, method_time, evaluation_time,
+                       metrics.get("retrained"), metrics.get("relative"))
 
     save_checkpoint(run_dir / "unlearned", model.cpu(), {
         **metadata, "unlearned_with": cfg.method.name, "unlearned_from": str(source), "forget": data.split.description,
@@ -227,7 +275,8 @@ def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         "class_names": data.class_names,
         "n_forget": int(len(data.indices("forget"))),
         "n_retain": int(len(data.indices("retain"))),
-        "metrics": {"original": before, "unlearned": after},
+        "metrics": metrics,
+        "reference": reference,
         "objective": objective(before, after),
         "method_time_s": method_time,
         "evaluation_time_s": evaluation_time,
@@ -258,8 +307,8 @@ def send_to_logger(cfg: DictConfig, results: dict[str, Any]) -> None:
     logger = build_logger(cfg)
     if not logger:
         return
-    metrics = {f"{stage}/{name}": value for stage in ("original", "unlearned")
-               for name, value in results["metrics"][stage].items() if isinstance(value, int | float)}
+    metrics = {f"{stage}/{name}": value for stage, values in results["metrics"].items()
+               for name, value in values.items() if isinstance(value, int | float)}
     metrics.update(method_time_s=results["method_time_s"], evaluation_time_s=results["evaluation_time_s"],
                    objective=results["objective"])
     logger.log_hyperparams({"method": results["method"], "dataset": results["dataset"], "model": results["model"],

@@ -31,13 +31,24 @@ class Retrain(UnlearningMethod):
         self.epochs, self.batch_size, self.augment = epochs, batch_size, bool(augment)
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
-        schedule = dict(context.training)
-        epochs = int(self.epochs if self.epochs is not None else schedule["epochs"])
-        batch_size = int(self.batch_size or schedule.get("batch_size", data.batch_size))
-        model.load_state_dict(context.fresh_model().state_dict())
-        model.train()
-        module = classifier_for_schedule(model, data.num_classes, schedule, epochs)
-        loader = data.loader("retain", augment=self.augment, shuffle=True, batch_size=batch_size)
-        fit(module, context, epochs, train_dataloaders=loader, reload_dataloaders_every_n_epochs=0)
-        return {"epochs": epochs, "batch_size": batch_size, "lr": schedule["lr"], "augment": self.augment,
-                "milestones": list(schedule.get("milestones", [])), "schedule": schedule.get("schedule", "multistep")}
+        return train_from_scratch(model, data, context, "retain", self.epochs, self.batch_size, self.augment)
+
+
+def train_from_scratch(model: nn.Module, data: UnlearningDataModule, context: MethodContext, split: str,
+                       epochs: int | None = None, batch_size: int | None = None,
+                       augment: bool = True) -> dict[str, Any]:
+    """Re-initialise ``model`` from ``context.fresh_model()`` and train it on ``split`` with the source recipe.
+
+    ``retain`` is retraining; the membership audit trains its shadow models on ``full`` (a
+    bundle restricted to a random half of D). Returns the schedule it used.
+    """
+    schedule = dict(context.training)
+    epochs = int(epochs if epochs is not None else schedule["epochs"])
+    batch_size = int(batch_size or schedule.get("batch_size", data.batch_size))
+    model.load_state_dict(context.fresh_model().state_dict())
+    model.train()
+    module = classifier_for_schedule(model, data.num_classes, schedule, epochs)
+    loader = data.loader(split, augment=augment, shuffle=True, batch_size=batch_size)
+    fit(module, context, epochs, train_dataloaders=loader, reload_dataloaders_every_n_epochs=0)
+    return {"epochs": epochs, "batch_size": batch_size, "lr": schedule["lr"], "augment": bool(augment),
+            "milestones": list(schedule.get("milestones", [])), "schedule": schedule.get("schedule", "multistep")}
