@@ -112,3 +112,19 @@ def test_method_retrain_is_its_own_reference(two_runs):
     assert process.wait(timeout=1200) == 0, (root / "retrain.out").read_text()[-4000:]
     relative = json.loads((root / "retrain" / "results.json").read_text())["metrics"]["relative"]
     assert relative["tow"] == pytest.approx(1.0) and relative["js_forget"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_report_shows_the_reference_columns_and_row(two_runs, tmp_path):
+    from unlearning.report.collect import collect
+    from unlearning.report.tables import markdown, summarise
+
+    runs = collect([two_runs["root"] / "ssd", two_runs["root"] / "baseline"]).frame()
+    summary = summarise(runs)
+    table = markdown(summary, runs)
+    for header in ("ToW", "Δ Dr-test", "JS Df", "MIA AUC", "probe Df %"):
+        assert header in table.splitlines()[0]
+    retrained = summary[summary["method"] == "retrained"].iloc[0]
+    assert retrained["tow_mean"] == 1.0 and retrained["forget_test_acc_mean"] == 0.0
+    assert retrained["probe_forget_test_acc_mean"] == two_runs["ssd"]["metrics"]["retrained"]["probe_forget_test_acc"]
+    ssd = summary[summary["method"] == "ssd"].iloc[0]
+    assert ssd["tow_mean"] == pytest.approx(two_runs["ssd"]["metrics"]["relative"]["tow"])

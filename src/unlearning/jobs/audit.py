@@ -53,7 +53,13 @@ from unlearning.jobs.unlearn import build_method, fresh_model_factory
 from unlearning.locks import compute_once
 from unlearning.methods.base import MethodContext
 from unlearning.methods.retrain import train_from_scratch
-from unlearning.models.checkpoints import checkpoint_exists, checkpoint_name, load_checkpoint, load_into, save_checkpoint
+from unlearning.models.checkpoints import (
+    checkpoint_exists,
+    checkpoint_name,
+    load_checkpoint,
+    load_into,
+    save_checkpoint,
+)
 from unlearning.models.classifier import training_settings
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder

@@ -25,6 +25,12 @@ from unlearning.evaluation.verdict import verdict
 
 RESULTS_FILE = "results.json"
 METRICS = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
+#: The gold-standard figures (evaluation.strong_mia / probe), present in newer records.
+GOLD_METRICS = ("mia_strong", "mia_auc", "probe_forget_test_acc", "probe_forget_member", "probe_member_auc")
+#: Figures relative to the retrained reference (evaluation.reference=retrain); ``*_original`` ones are the
+#: original model's value and land in ``original_<name>``.
+RELATIVE_METRICS = ("tow", "js_forget", "js_test", "delta_retain_test_acc", "delta_forget_test_acc",
+                    "delta_forget_train_acc", "delta_test_acc", "gap_mia_auc")
 #: Method config keys that are not hyperparameters.
 NOT_PARAMS = ("_target_", "name")
 
@@ -247,9 +253,15 @@ def runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
             "evaluation_time_s": results.get("evaluation_time_s"),
             "run_dir": results.get("run_dir"),
         }
-        for name in METRICS:
+        for name in (*METRICS, *GOLD_METRICS):
             row[name] = (metrics.get("unlearned") or {}).get(name)
             row[f"original_{name}"] = (metrics.get("original") or {}).get(name)
+            row[f"retrained_{name}"] = (metrics.get("retrained") or {}).get(name)
+        relative = metrics.get("relative") or {}
+        for name in RELATIVE_METRICS:
+            row[name] = relative.get(name)
+        row["original_tow"], row["original_js_forget"] = relative.get("tow_original"), relative.get("js_forget_original")
+        row["original_js_test"] = relative.get("js_test_original")
         row["verdict"] = run_verdict(metrics)
         row["source_seed"] = results.get("source_seed")
         row.update({f"param.{k}": v for k, v in method_params(results).items()})

@@ -19,7 +19,7 @@ import pandas as pd
 from unlearning.evaluation.verdict import VERDICTS
 
 #: The paper's order of methods; others follow in the order they were run.
-METHOD_ORDER = ("original", "baseline", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub",
+METHOD_ORDER = ("original", "baseline", "retrained", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub",
                 "salun", "jit", "ssd", "lfssd", "assd")
 #: (column in the runs frame, header, scale, decimals)
 COLUMNS = (
@@ -29,16 +29,31 @@ COLUMNS = (
     ("zrf", "ZRF", 1.0, 3),
     ("method_time_s", "time s", 1.0, 3),
 )
+#: Shown when the runs carry them: the gold-standard figures (docs/evaluation.md).
+GOLD_COLUMNS = (
+    ("tow", "ToW", 1.0, 3),
+    ("delta_retain_test_acc", "Δ Dr-test", 1.0, 2),
+    ("js_forget", "JS Df", 1.0, 3),
+    ("mia_auc", "MIA AUC", 1.0, 3),
+    ("probe_forget_test_acc", "probe Df %", 1.0, 1),
+    ("probe_member_auc", "probe AUC", 1.0, 3),
+)
 KEYS = ["forget", "method", "setting"]
 #: The relative-time column: mean method time over mean ``retrain`` time of the same forget target.
 RELATIVE_TIME = ("time_vs_retrain", "time / retrain", 3)
 
 
 def columns_for(runs: pd.DataFrame) -> list[tuple[str, str, float, int]]:
-    """The table's columns; random forgetting shows Df-train accuracy in place of Df-test."""
+    """The table's columns; random forgetting shows Df-train accuracy in place of Df-test.
+
+    The gold-standard columns follow where some run has them (ToW, Δ and JS need
+    ``evaluation.reference=retrain``; the attack's AUC and the probe are on by default).
+    """
+    columns = list(COLUMNS)
     if runs["forget_test_acc"].isna().all():
-        return [("forget_train_acc", "Df-train %", 1.0, 2) if c[0] == "forget_test_acc" else c for c in COLUMNS]
-    return list(COLUMNS)
+        columns = [("forget_train_acc", "Df-train %", 1.0, 2) if c[0] == "forget_test_acc" else c for c in columns]
+    gold = [c for c in GOLD_COLUMNS if c[0] in runs and pd.to_numeric(runs[c[0]], errors="coerce").notna().any()]
+    return columns[:-1] + gold + columns[-1:]
 
 
 def original_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -49,6 +64,24 @@ def original_rows(runs: pd.DataFrame) -> pd.DataFrame:
     first["method"], first["setting"], first["method_time_s"] = "original", "", np.nan
     if "verdict" in first:
         first["verdict"] = None  # the model before unlearning forgot nothing: no verdict
+    return first
+
+
+def reference_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """The retrained reference, once per (forget target, seed), as method ``retrained``.
+
+    Shown when the runs compared with one (``evaluation.reference=retrain``) and the table has
+    no ``retrain`` runs of its own: the gold standard every column is read against.
+    """
+    if "retrained_retain_test_acc" not in runs:
+        return runs.iloc[0:0]
+    first = runs[runs["retrained_retain_test_acc"].notna()].drop_duplicates(["forget", "seed"]).copy()
+    for column in [c for c in runs.columns if c.startswith("retrained_")]:
+        first[column[len("retrained_"):]] = first[column]
+    first["method"], first["setting"], first["method_time_s"], first["verdict"] = "retrained", "", np.nan, None
+    first["tow"], first["js_forget"], first["js_test"] = 1.0, 0.0, 0.0
+    for column in [c for c in runs.columns if c.startswith(("delta_", "gap_"))]:
+        first[column] = 0.0
     return first
 
 
@@ -67,6 +100,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (forget, method, setting): ``runs`` (seeds) and ``<column>_mean``/``_std``."""
     if not (runs["method"] == "baseline").any():
         runs = pd.concat([original_rows(runs), runs], ignore_index=True)
+    if not (runs["method"] == "retrain").any():
+        runs = pd.concat([runs, reference_rows(runs)], ignore_index=True)
     runs = ordered(runs)
     columns = columns_for(runs)
     rows = []
@@ -177,5 +212,13 @@ def caption(runs: pd.DataFrame) -> str:
             "time: the method alone, evaluation excluded"
             + ("; time / retrain: mean time over retrain's mean time for the same target"
                if (runs["method"] == "retrain").any() else "")
+            + ("; ToW: Tug-of-War against the retrained reference (1 = its accuracies); Δ Dr-test: points above "
+               "the reference; JS Df: Jensen-Shannon divergence (bits) from the reference's outputs on Df"
+               if "tow" in runs and pd.to_numeric(runs["tow"], errors="coerce").notna().any() else "")
+            + ("; MIA AUC: multi-feature attack, Df-train vs held-out non-members (0.5 = unseen)"
+               if "mia_auc" in runs and pd.to_numeric(runs["mia_auc"], errors="coerce").notna().any() else "")
+            + ("; probe Df: accuracy on Df-test of a 10-shot linear probe on the features"
+               if "probe_forget_test_acc" in runs
+               and pd.to_numeric(runs["probe_forget_test_acc"], errors="coerce").notna().any() else "")
             + ("; clean: runs with Df-test <= 5 % and Dr-test down by at most 3 points."
                if "verdict" in runs and runs["verdict"].notna().any() else "."))
