@@ -14,16 +14,24 @@ from unlearning.evaluation.verdict import verdict
 
 def test_demo_prints_ssd_and_auto_side_by_side(trained_root, tmp_path):
     sweep = tmp_path / "demo"
+    checkpoints = tmp_path / "checkpoints"  # the session's source model; the reference is published beside it here
+    checkpoints.mkdir()
+    (checkpoints / "digits-fine-resnet18-8px-seed0").symlink_to(trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0")
     environment = {**os.environ, "UNLEARNING_ROOT": str(trained_root), "PYTHONUNBUFFERED": "1",
                    "COLUMNS": "160"}
+    # A 2-epoch reference (not the recipe's 15) keeps this test short; what is checked is the demo's table.
     result = subprocess.run([sys.executable, "-m", "unlearning.demo", f"hydra.sweep.dir={sweep}",
-                             "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"],
+                             "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
+                             "dataset.training.epochs=2", f"paths.checkpoint_dir={checkpoints}"],
                             cwd=trained_root, env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     out = result.stdout
     assert "Forgetting class 3 of digits" in out
     assert "SSD, alpha 10" in out and "SSD, alpha=auto" in out
     runs = [json.loads((sweep / str(i) / "results.json").read_text()) for i in (0, 1)]
+    assert "retrained without it" in out and "Tug-of-War" in out and "linear probe" in out
+    assert runs[0]["reference"]["checkpoint"] == runs[1]["reference"]["checkpoint"]
+    assert f"{runs[1]['metrics']['relative']['tow']:.3f}" in out
     assert runs[0]["method_info"]["alpha"] == 10.0 and runs[1]["method_info"]["alpha"] == "auto"
     for run in runs:  # the sentence under the table says what the numbers say
         outcome = verdict(run["metrics"]["original"], run["metrics"]["unlearned"])

@@ -128,3 +128,20 @@ def test_report_shows_the_reference_columns_and_row(two_runs, tmp_path):
     assert retrained["probe_forget_test_acc_mean"] == two_runs["ssd"]["metrics"]["retrained"]["probe_forget_test_acc"]
     ssd = summary[summary["method"] == "ssd"].iloc[0]
     assert ssd["tow_mean"] == pytest.approx(two_runs["ssd"]["metrics"]["relative"]["tow"])
+
+
+@pytest.mark.distributed
+def test_reference_under_ddp_is_trained_by_rank_zero(trained_root, tmp_path):
+    """trainer=ddp (2 CPU processes): rank 0 trains and publishes the reference once, on one device."""
+    from tests.conftest import run_cli
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / SOURCE).symlink_to(trained_root / "checkpoints" / SOURCE)
+    result = run_cli("unlearn.py", *QUIET, "trainer=ddp", "trainer.devices=2", "method=ssd",
+                     "evaluation.reference=retrain", "dataset.training.epochs=1", f"paths.checkpoint_dir={checkpoints}",
+                     f"hydra.run.dir={tmp_path / 'run'}", root=tmp_path, check=True, timeout=900)
+    assert result.stdout.count("training it first") == 1
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert Path(results["reference"]["checkpoint"]).parent == checkpoints / "references"
+    assert "tow" in results["metrics"]["relative"]

@@ -1,9 +1,11 @@
 """``make demo`` / ``python -m unlearning.demo [OVERRIDES]``: the paper's SSD and the hands-free mode side by side.
 
-Runs one two-run sweep through the real entry point (``unlearn.py -m method.alpha=10,auto``,
-training the source model first when it is missing), then prints one table with the
-original model, SSD at the paper's alpha and ``method.alpha=auto``, and one sentence per
-method saying what happened (the rule of :mod:`unlearning.evaluation.verdict`). Any Hydra
+Runs one two-run sweep through the real entry point (``unlearn.py -m method.alpha=10,auto
+evaluation.reference=retrain``, training the source model and the retrained reference first
+when they are missing), then prints one table with the original model, SSD at the paper's
+alpha, ``method.alpha=auto`` and the model retrained without the class (the gold standard),
+one sentence per method saying what happened (the rule of :mod:`unlearning.evaluation.verdict`)
+and one saying what the features still know (the probe, docs/evaluation.md). Any Hydra
 override is passed on, e.g. ``python -m unlearning.demo method=lfssd task.forget=5 seed=1``.
 
 The default forget request (digit 3, ``dataset.default_forget``) was fixed before any
@@ -30,7 +32,8 @@ from unlearning.jobs.report_table import LABELS, format_metric
 ROOT = Path(__file__).resolve().parents[2]
 #: The paper's alpha for ResNet18, then the hands-free search.
 MODES = (("10", "SSD, alpha 10 (paper)"), ("auto", "SSD, alpha=auto"))
-ROWS = ("forget_test_acc", "retain_test_acc", "test_acc", "forget_train_acc", "mia")
+ROWS = ("forget_test_acc", "retain_test_acc", "test_acc", "forget_train_acc", "mia", "mia_auc",
+        "probe_forget_test_acc")
 WHAT = {
     "clean": "forgot the class and kept the rest (clean)",
     "not forgotten": "did not forget the class",
@@ -54,8 +57,8 @@ def sweep_command(sweep_dir: Path, overrides: Sequence[str]) -> list[str]:
     if not script.is_file():
         raise SystemExit(f"error: {script} not found: run the demo from a checkout of the repository (make demo).")
     alphas = ",".join(alpha for alpha, _ in MODES)
-    return [sys.executable, str(script), "-m", f"method.alpha={alphas}", f"hydra.sweep.dir={sweep_dir}",
-            "logger=none", *overrides]
+    return [sys.executable, str(script), "-m", f"method.alpha={alphas}", "evaluation.reference=retrain",
+            f"hydra.sweep.dir={sweep_dir}", "logger=none", *overrides]
 
 
 def read_runs(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -87,22 +90,45 @@ def sentence(results: dict[str, Any], label: str) -> str:
             f"Dr-test from {before['retain_test_acc']:.1f} % to {after['retain_test_acc']:.1f} %: it {WHAT[outcome]}.")
 
 
+def probe_sentence(runs: list[dict[str, Any]], labels: list[str]) -> str:
+    """What a 10-shot linear probe finds in each model's features, against the original and the reference."""
+    original = runs[0]["metrics"]["original"]["probe_forget_test_acc"]
+    reference = runs[0]["metrics"]["retrained"]["probe_forget_test_acc"]
+    found = ", ".join(f"{label} {r['metrics']['unlearned']['probe_forget_test_acc']:.0f} %"
+                      for r, label in zip(runs, labels, strict=True))
+    return (f"A linear probe fitted on the features with 10 labelled examples of the class finds it in "
+            f"{original:.0f} % of its test images in the original model, {reference:.0f} % in the retrained one, "
+            f"and {found}: near the original means the features still know the class.")
+
+
 def print_side_by_side(runs: list[dict[str, Any]], console: Console) -> None:
     first = runs[0]
     labels = [method_label(r, title) for r, (_, title) in zip(runs, MODES, strict=True)]
     table = Table(title=f"Forgetting {first['forget']} of {first['dataset']} "
                         f"({first['model']}, training seed {first.get('source_seed', first['seed'])})")
+    retrained = first["metrics"].get("retrained")
     table.add_column("metric")
     table.add_column("original", justify="right")
     for label in labels:
         table.add_column(label, justify="right")
+    if retrained:
+        table.add_column("retrained without it", justify="right")
     for name in ROWS:
+        if name not in first["metrics"]["unlearned"]:
+            continue
         table.add_row(LABELS.get(name, name), format_metric(first["metrics"]["original"][name], name),
-                      *(format_metric(r["metrics"]["unlearned"][name], name) for r in runs))
-    table.add_row("method time s", "", *(f"{r['method_time_s']:.1f}" for r in runs))
+                      *(format_metric(r["metrics"]["unlearned"][name], name) for r in runs),
+                      *([format_metric(retrained.get(name), name)] if retrained else []))
+    if retrained:
+        table.add_row("Tug-of-War (1 = retrained)", f"{first['metrics']['relative']['tow_original']:.3f}",
+                      *(f"{r['metrics']['relative']['tow']:.3f}" for r in runs), "1.000")
+    table.add_row("method time s", "", *(f"{r['method_time_s']:.1f}" for r in runs),
+                  *([""] if retrained else []))
     console.print(table)
     for results, label in zip(runs, labels, strict=True):
         console.print(sentence(results, label))
+    if retrained and "probe_forget_test_acc" in retrained:
+        console.print(probe_sentence(runs, labels))
     console.print("Clean = Df-test <= 5 % and Dr-test down by at most 3 points; test images are used only to "
                   "report, never by the methods.")
 

@@ -9,7 +9,7 @@ and the test set are computed once and their metrics are recomputed from them fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from unlearning.evaluation.metrics import (
 )
 from unlearning.evaluation.predictions import predict
 from unlearning.evaluation.probe import class_probe, membership_probe
-from unlearning.fingerprint import dataset_digest, split_digest, weights_digest
+from unlearning.fingerprint import dataset_digest, digest_tensors, split_digest, weights_digest
 
 METRIC_NAMES = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
 #: The gold-standard figures (see docs/evaluation.md); a setting can turn each group off.
@@ -85,9 +85,9 @@ def predict_split(model: nn.Module, data: UnlearningDataModule, split: str, cach
 
 
 def model_outputs(model: nn.Module, data: UnlearningDataModule, cache: Any = None,
-                  features: bool = True) -> Outputs:
+                  features: bool = True, weights: str | None = None) -> Outputs:
     """The two passes of :func:`evaluate`, kept so that two models' outputs can be compared."""
-    weights = weights_digest(model) if cache is not None else None
+    weights = weights or (weights_digest(model) if cache is not None else None)
     train = predict_split(model, data, "full", cache, weights, features)
     test = predict_split(model, data, "test", cache, weights, features)
     return Outputs(train[0], train[1], test[0], test[1], *((train[2], test[2]) if features else (None, None)))
@@ -129,6 +129,33 @@ def metrics_of(outputs: Outputs, data: UnlearningDataModule, random_logits: torc
             metrics.update(membership_probe(o.train_features, retain, forget, o.test_features, settings.seed))
     metrics["per_class_test_acc"] = per_class_accuracy(o.test_logits, o.test_labels)
     return metrics
+
+
+#: Bump when :func:`metrics_of` changes in a way that changes its numbers.
+METRICS_VERSION = "metrics-1"
+
+
+def cached_metrics(outputs: Outputs, data: UnlearningDataModule, random_logits: torch.Tensor,
+                   settings: EvaluationSettings, cache: Any, weights: str) -> dict[str, Any]:
+    """:func:`metrics_of` for a model that recurs in every run of a sweep (the original, the reference).
+
+    Its metrics depend only on its weights, the splits, the teacher and the settings, so they are
+    stored beside its outputs: later runs skip the attack's and the probe's fits too.
+    """
+    dataset = dataset_digest(data) if cache is not None else None
+    if dataset is None:
+        return metrics_of(outputs, data, random_logits, settings)
+    parts = {"kind": "metrics", "version": METRICS_VERSION, "weights": weights, "dataset": dataset,
+             "splits": {split: split_digest(data, split, with_labels=True)
+                        for split in ("retain", "forget", "retain_test", "forget_test")},
+             "teacher": digest_tensors([("teacher", random_logits)]), "settings": asdict(settings)}
+
+    def compute() -> dict[str, torch.Tensor]:
+        values = metrics_of(outputs, data, random_logits, settings)
+        return {name: torch.as_tensor(value, dtype=torch.float64) for name, value in values.items()}
+
+    entry = cache.get_or_compute(parts, compute)
+    return {name: value.tolist() if value.dim() else float(value) for name, value in entry.items()}
 
 
 def strong_attack(o: Outputs, retain: np.ndarray, forget: np.ndarray, retain_t: np.ndarray, forget_t: np.ndarray,

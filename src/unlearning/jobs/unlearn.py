@@ -22,11 +22,14 @@ from unlearning.errors import UserError
 from unlearning.evaluation.evaluate import (
     METRIC_NAMES,
     EvaluationSettings,
+    Outputs,
+    cached_metrics,
     compare_with_reference,
     metrics_of,
     model_outputs,
     teacher_logits,
 )
+from unlearning.fingerprint import weights_digest
 from unlearning.io import atomic_write_json
 from unlearning.jobs.builders import (
     build_cache,
@@ -198,13 +201,19 @@ def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, f
     start = time.perf_counter()
     # The teacher, the original and the reference recur in every run of a sweep: their outputs are cached.
     random_logits = teacher_logits(fresh(10_000).to(device), data, cache)
-    original_outputs = model_outputs(original.to(device), data, cache, features=settings.probe)
+
+    def recurring(recurring_model: nn.Module) -> tuple[Outputs, dict[str, Any]]:
+        """Outputs and metrics of a model that every run of a sweep evaluates: both come from the cache."""
+        weights = weights_digest(recurring_model)
+        outputs = model_outputs(recurring_model.to(device), data, cache, features=settings.probe, weights=weights)
+        return outputs, cached_metrics(outputs, data, random_logits, settings, cache, weights)
+
+    original_outputs, original_metrics = recurring(original)
     unlearned_outputs = model_outputs(model.to(device), data, features=settings.probe)
-    metrics = {"original": metrics_of(original_outputs, data, random_logits, settings),
+    metrics = {"original": original_metrics,
                "unlearned": metrics_of(unlearned_outputs, data, random_logits, settings)}
     if reference is not None:
-        reference_outputs = model_outputs(reference.to(device), data, cache, features=settings.probe)
-        metrics["retrained"] = metrics_of(reference_outputs, data, random_logits, settings)
+        reference_outputs, metrics["retrained"] = recurring(reference)
         metrics["relative"] = compare_with_reference(
             (unlearned_outputs, metrics["unlearned"]), (original_outputs, metrics["original"]),
             (reference_outputs, metrics["retrained"]), data)
