@@ -32,7 +32,8 @@ def test_shadows_spread_over_a_multirun_are_reused_by_the_audit(audit_root):
     assert results["shadows"] == 5 and results["n_targets"] == 60
     assert results["n_unlearned"] > 0 and results["n_retrained"] > 0
     assert 0.0 <= results["auc"] <= 1.0 and 0.0 <= results["balanced_accuracy_at_zero"] <= 1.0
-    assert "attack AUC" in full.stdout
+    assert "attack AUC" in full.stdout and 0.0 <= results["control_auc"] <= 1.0
+    assert results["has_power"] == (results["control_auc"] >= 0.6)
 
     again = run_cli("audit.py", *FAST, f"hydra.run.dir={audit_root / 'again'}", root=audit_root, check=True)
     assert "Training shadow model" not in again.stdout

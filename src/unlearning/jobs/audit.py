@@ -16,6 +16,10 @@ the two a given model resembles. Here, for a random-forgetting request (task=ran
    fitted on the other shadows (:func:`unlearning.evaluation.ulira.leave_one_out_audit`); the
    attack's AUC and balanced accuracy say how well it tells unlearned from retrained:
    0.5 = indistinguishable (what exact retraining gives).
+4. The control: the same attack against the shadows *before* unlearning (members kept). An
+   audit only means something when the control's AUC is well above 0.5: when the models do not
+   memorise their training samples, no method can be told from retraining, and none is proven
+   private by it either. The audit warns when the control is below ``CONTROL_POWER``.
 
 ``audit.only_shadow=k`` prepares shadow k alone, so ``python audit.py -m audit.only_shadow=range(8)``
 spreads the shadows over a multirun (locally or on SLURM); a final ``python audit.py``
@@ -68,6 +72,8 @@ from unlearning.validate import whole_number
 RESULTS_FILE = "ulira.json"
 #: Each pair is scored from the other shadows; each side needs at least 2 observations, so K >= 5.
 MIN_SHADOWS = 5
+#: Below this control AUC (no unlearning at all) the attack cannot find members: the audit has no power.
+CONTROL_POWER = 0.6
 
 
 def shadow_half(n_train: int, shadow: int, seed: int) -> np.ndarray:
@@ -128,13 +134,19 @@ def trained_shadow(cfg: DictConfig, data: UnlearningDataModule, shadow: int, see
 
 
 def shadow_observations(cfg: DictConfig, data: UnlearningDataModule, shadow: int, seed: int, run_dir: Path,
-                        cache) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logit-scaled confidences of every Df sample under the unlearned shadow, status 1/0 per sample)."""
+                        cache) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per Df sample: confidence under the unlearned shadow, under the shadow before unlearning, status 1/0.
+
+    The confidences are logit-scaled (log p / (1 - p) of the true label); status 1 = the sample
+    was in the shadow's half (trained on, then unlearned), 0 = never seen.
+    """
     targets = np.asarray(data.indices("forget"))
     half = shadow_half(len(data.indices("full")), shadow, seed)
     inside = np.isin(targets, half)
     status = torch.as_tensor(inside.astype(np.int64))
     model = trained_shadow(cfg, data, shadow, seed, run_dir)
+    kept_logits, kept_labels = predict(model.eval(), data.loader("forget"))
+    kept = logit_scaled_confidence(kept_logits, kept_labels).double()
     method_settings = OmegaConf.to_container(cfg.method, resolve=True)
     parts = {"kind": "ulira-shadow", "version": 1, "weights": weights_digest(model), "method": method_settings,
              "targets": digest_array(targets), "images": dataset_digest(data) or data.bundle.name, "seed": seed}
@@ -151,8 +163,8 @@ def shadow_observations(cfg: DictConfig, data: UnlearningDataModule, shadow: int
         return {"phi": logit_scaled_confidence(logits, labels).double()}
 
     if cache is None:
-        return unlearn_and_measure()["phi"], status
-    return cache.get_or_compute(parts, unlearn_and_measure)["phi"], status
+        return unlearn_and_measure()["phi"], kept, status
+    return cache.get_or_compute(parts, unlearn_and_measure)["phi"], kept, status
 
 
 def audit_settings(cfg: DictConfig) -> tuple[int, int | None]:
@@ -186,9 +198,11 @@ def ulira(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         print(f"shadow {only} of {shadows} is ready (trained, unlearned, measured); run audit.py without "
               "audit.only_shadow to score all of them.")
         return None
-    confidences = torch.stack([phi for phi, _ in observations]).numpy()
-    status = torch.stack([s for _, s in observations]).numpy()
+    confidences = torch.stack([phi for phi, _, _ in observations]).numpy()
+    kept = torch.stack([phi for _, phi, _ in observations]).numpy()
+    status = torch.stack([s for _, _, s in observations]).numpy()
     audit = leave_one_out_audit(confidences, status)
+    control = leave_one_out_audit(kept, status)
     results = {
         "status": "complete", "job": "audit", "audit": "ulira", "method": str(cfg.method.name),
         "dataset": str(cfg.dataset.name), "model": str(cfg.model.name), "seed": seed, "shadows": shadows,
@@ -197,6 +211,8 @@ def ulira(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         "balanced_accuracy_at_zero": audit["balanced_accuracy_at_zero"], "n_pairs": audit["n_pairs"],
         "n_unlearned": audit["n_unlearned"], "n_retrained": audit["n_retrained"],
         "global_variance": audit["global_variance"], "time_s": time.perf_counter() - start,
+        "control_auc": control["auc"], "control_balanced_accuracy_at_zero": control["balanced_accuracy_at_zero"],
+        "has_power": bool(control["auc"] >= CONTROL_POWER),
         "method_config": OmegaConf.to_container(cfg.method, resolve=True),
     }
     atomic_write_json(run_dir / RESULTS_FILE, results)
@@ -213,8 +229,15 @@ def print_audit(results: dict[str, Any]) -> None:
     table.add_row("balanced accuracy, LR > 0", f"{results['balanced_accuracy_at_zero']:.3f}")
     table.add_row("balanced accuracy, best threshold", f"{results['balanced_accuracy']:.3f}")
     table.add_row("scored pairs (unlearned / retrained)", f"{results['n_unlearned']} / {results['n_retrained']}")
+    table.add_row("control: attack AUC before unlearning", f"{results['control_auc']:.3f}")
     table.caption = f"{results['n_targets']} Df samples, {results['time_s']:.0f} s"
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if not results["has_power"]:
+        console.print(f"Warning: even before unlearning the attack tells members from non-members with AUC "
+                      f"{results['control_auc']:.3f} only (< {CONTROL_POWER}): these models do not memorise their "
+                      "samples detectably with this many shadows, so this audit cannot tell any method from "
+                      "retraining. More shadows (audit.shadows) or a setting that memorises (CIFAR) give it power.")
 
 
 def audit_job(cfg: DictConfig) -> float | None:
