@@ -247,8 +247,9 @@ def test_unlearn_runs_share_the_cache_and_cache_false_writes_nothing(tmp_path):
     warm = unlearn(run_config([*common, "method.alpha=3"]), tmp_path / "warm")
     assert cold["method_info"]["importance_cache"] == {"full": "computed", "forget": "computed"}
     assert warm["method_info"]["importance_cache"] == {"full": "hit", "forget": "hit"}
-    assert warm["cache"]["misses"] == 0 and warm["cache"]["memory_hits"] == 5
-    assert len(list((tmp_path / ".cache" / "unlearning").glob("*.safetensors"))) == 5
+    # two importances, the teacher's logits, the original's outputs over D and the test set, its metrics
+    assert warm["cache"]["misses"] == 0 and warm["cache"]["memory_hits"] == 6
+    assert len(list((tmp_path / ".cache" / "unlearning").glob("*.safetensors"))) == 6
     same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731
     assert same(off["metrics"], cold["metrics"]), "caching changes no number"
     assert same(off["metrics"]["original"], warm["metrics"]["original"])

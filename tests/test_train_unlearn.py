@@ -19,7 +19,7 @@ from unlearning.jobs.unlearn import unlearn
 from unlearning.models.checkpoints import load_checkpoint, load_into
 
 METRIC_KEYS = {"retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf",
-               "per_class_test_acc"}
+               "per_class_test_acc", "mia_strong", "mia_auc", "probe_forget_test_acc", "probe_retain_test_acc"}
 
 
 def digest(folder: Path) -> dict[str, str]:

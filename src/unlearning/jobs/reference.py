@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -114,8 +115,20 @@ def load_reference(cfg: DictConfig, data, seed: int, path: Path) -> nn.Module:
     return load_into(build_model(cfg, data.num_classes, data.channels), state, path)
 
 
+def leave_finished_process_group() -> None:
+    """Under DDP, rank 0 trains the reference alone after the other ranks have finished: leave their group.
+
+    The method's collectives are over by then (the other ranks returned after it), but a
+    Lightning Trainer or a torchmetrics metric in a process whose default group is still
+    initialised would try to synchronise with ranks that are gone.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def train_reference(cfg: DictConfig, data, seed: int, fresh, run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     """Retrain from scratch on Dr with the source recipe, on one device (see the module docstring)."""
+    leave_finished_process_group()
     model = build_model(cfg, data.num_classes, data.channels)
     L.seed_everything(seed, workers=True, verbose=False)  # as unlearn.py seeds method=retrain: the same model
     context = MethodContext(
