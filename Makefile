@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(PY) -m unlearning.demo $(ARGS)
 
-# The default suite (about 13 minutes on 2 cores, 4 of them training the digits models).
+# The default suite (about 21 minutes on 2 cores, 4 of them training the digits models).
 test: install
 	$(PY) -m pytest -q
 
@@ -36,7 +36,7 @@ test-slurm: install
 	$(PY) -m pytest -q -m slurm
 
 lint: install
-	$(VENV)/bin/ruff check src tests train.py unlearn.py
+	$(VENV)/bin/ruff check src tests train.py unlearn.py audit.py
 
 bench: install
 	$(PY) -m unlearning.bench --device $(DEVICE)
