@@ -60,9 +60,9 @@ from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.data.splits import FullClassTask
 from unlearning.evaluation.evaluate import (
     EvaluationSettings,
-    cached_metrics,
     compare_with_reference,
     evaluate,
+    evaluate_recurring,
     metrics_of,
     model_outputs,
     teacher_logits,
@@ -275,7 +275,6 @@ def bench_ssd_and_grid(w: Workload, device: torch.device, sections: set[str], ou
 
 
 def _importance_parts_for(model: nn.Module, data, split: str, batch_size: int) -> dict[str, Any]:
-    from unlearning.fingerprint import weights_digest
     from unlearning.methods.ssd_callback import importance_parts
 
     return importance_parts(weights_digest(model), data, split, "ssd", batch_size)
@@ -303,18 +302,13 @@ def bench_evaluation(w: Workload, device: torch.device, out: dict) -> None:
         random_logits = teacher_logits(teacher_model, data, cache)
         with clock(times, "evaluate_one_model"):  # all metrics of one model (the original; fills the cache)
             evaluate(original, data, random_logits, cache)
-        def recurring(model, settings):  # how unlearn.py evaluates the original and the reference
-            weights = weights_digest(model)
-            outputs = model_outputs(model, data, cache, features=settings.probe, weights=weights)
-            return outputs, cached_metrics(outputs, data, random_logits, settings, cache, weights)
-
         def stage(settings, reference=None):  # one sweep run's evaluation stage, as unlearn.py runs it
             teacher_logits(teacher_model, data, cache)
-            original_out, original_m = recurring(original, settings)
+            original_out, original_m = evaluate_recurring(original, data, random_logits, settings, cache)
             unlearned_out = model_outputs(unlearned, data, features=settings.probe)
             unlearned_m = metrics_of(unlearned_out, data, random_logits, settings)
             if reference is not None:
-                reference_out, reference_m = recurring(reference, settings)
+                reference_out, reference_m = evaluate_recurring(reference, data, random_logits, settings, cache)
                 compare_with_reference((unlearned_out, unlearned_m), (original_out, original_m),
                                        (reference_out, reference_m), data)
 

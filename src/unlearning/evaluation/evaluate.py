@@ -158,6 +158,17 @@ def cached_metrics(outputs: Outputs, data: UnlearningDataModule, random_logits: 
     return {name: value.tolist() if value.dim() else float(value) for name, value in entry.items()}
 
 
+def evaluate_recurring(model: nn.Module, data: UnlearningDataModule, random_logits: torch.Tensor,
+                       settings: EvaluationSettings, cache: Any) -> tuple[Outputs, dict[str, Any]]:
+    """Outputs and metrics of a model that every run of a sweep evaluates (the original, the reference).
+
+    Both come from ``cache`` after the first run, keyed by the model's weights.
+    """
+    weights = weights_digest(model)
+    outputs = model_outputs(model, data, cache, features=settings.probe, weights=weights)
+    return outputs, cached_metrics(outputs, data, random_logits, settings, cache, weights)
+
+
 def strong_attack(o: Outputs, retain: np.ndarray, forget: np.ndarray, retain_t: np.ndarray, forget_t: np.ndarray,
                   seed: int) -> dict[str, float]:
     """The multi-feature attack: fitted on Dr-train vs Dr-test, Df-train scored against held-out non-members.

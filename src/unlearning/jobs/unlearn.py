@@ -22,14 +22,12 @@ from unlearning.errors import UserError
 from unlearning.evaluation.evaluate import (
     METRIC_NAMES,
     EvaluationSettings,
-    Outputs,
-    cached_metrics,
     compare_with_reference,
+    evaluate_recurring,
     metrics_of,
     model_outputs,
     teacher_logits,
 )
-from unlearning.fingerprint import weights_digest
 from unlearning.io import atomic_write_json
 from unlearning.jobs.builders import (
     build_cache,
@@ -202,18 +200,13 @@ def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, f
     # The teacher, the original and the reference recur in every run of a sweep: their outputs are cached.
     random_logits = teacher_logits(fresh(10_000).to(device), data, cache)
 
-    def recurring(recurring_model: nn.Module) -> tuple[Outputs, dict[str, Any]]:
-        """Outputs and metrics of a model that every run of a sweep evaluates: both come from the cache."""
-        weights = weights_digest(recurring_model)
-        outputs = model_outputs(recurring_model.to(device), data, cache, features=settings.probe, weights=weights)
-        return outputs, cached_metrics(outputs, data, random_logits, settings, cache, weights)
-
-    original_outputs, original_metrics = recurring(original)
+    original_outputs, original_metrics = evaluate_recurring(original.to(device), data, random_logits, settings, cache)
     unlearned_outputs = model_outputs(model.to(device), data, features=settings.probe)
     metrics = {"original": original_metrics,
                "unlearned": metrics_of(unlearned_outputs, data, random_logits, settings)}
     if reference is not None:
-        reference_outputs, metrics["retrained"] = recurring(reference)
+        reference_outputs, metrics["retrained"] = evaluate_recurring(reference.to(device), data, random_logits,
+                                                                     settings, cache)
         metrics["relative"] = compare_with_reference(
             (unlearned_outputs, metrics["unlearned"]), (original_outputs, metrics["original"]),
             (reference_outputs, metrics["retrained"]), data)
