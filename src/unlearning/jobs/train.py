@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from unlearning.distributed import is_rank_zero
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
 from unlearning.jobs.builders import build_datamodule, build_logger, build_model, make_trainer
@@ -87,7 +87,7 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     train_time = time.perf_counter() - start
-    if not trainer.is_global_zero:
+    if not is_rank_zero():
         return registry_path(cfg, data.label_kind, data.input_size)
     model = module.model.cpu()
     if best.state is not None:
@@ -121,7 +121,7 @@ def train_job(cfg: DictConfig) -> float | None:
 
     prepare_job(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if rank_zero_only.rank != 0:
+    if not is_rank_zero():
         train(cfg, output_dir=run_dir)
         return None
     finished = (run_dir / "model" / METADATA_FILE).is_file()

@@ -14,10 +14,10 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from unlearning.distributed import is_rank_zero, wait_for_rank_zero
 from unlearning.errors import UserError
 from unlearning.evaluation.evaluate import (
     METRIC_NAMES,
@@ -95,12 +95,6 @@ def find_source_checkpoint(cfg: DictConfig, data, run_dir: Path) -> Path:
     return trained
 
 
-def wait_for_rank_zero() -> None:
-    """A barrier across the DDP processes, when there are several; a no-op otherwise."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
 def evaluation_device(cfg: DictConfig) -> torch.device:
     wants_gpu = str(cfg.trainer.accelerator) in ("auto", "gpu", "cuda")
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
@@ -157,7 +151,7 @@ def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     a folder used by another live run, or holding a finished one, is refused.
     """
     run_dir = Path(run_dir)
-    if rank_zero_only.rank != 0:  # the other ranks of a multi-process run share rank 0's folder
+    if not is_rank_zero():  # the other ranks of a multi-process run share rank 0's folder
         return _unlearn(cfg, run_dir)
     with claim_run_folder(run_dir, finished=results_complete(run_dir / RESULTS_FILE), what="unlearning run"):
         return _unlearn(cfg, run_dir)
@@ -251,7 +245,7 @@ def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     start = time.perf_counter()
     info = method.unlearn(model, data, context)
     method_time = time.perf_counter() - start
-    if rank_zero_only.rank != 0:
+    if not is_rank_zero():
         return None
 
     metrics, evaluation_time, reference = evaluate_run(cfg, data, model, original, fresh, cache, seed, run_dir)
