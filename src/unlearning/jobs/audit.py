@@ -59,12 +59,12 @@ from unlearning.methods.base import MethodContext
 from unlearning.methods.retrain import train_from_scratch
 from unlearning.models.checkpoints import (
     checkpoint_exists,
-    checkpoint_name,
     load_checkpoint,
     load_into,
     save_checkpoint,
 )
 from unlearning.models.classifier import training_settings
+from unlearning.models.registry import source_name
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import whole_number
@@ -101,7 +101,7 @@ def method_context(cfg: DictConfig, data, seed: int, original, run_dir: Path, ca
 
 
 def shadow_path(cfg: DictConfig, data: UnlearningDataModule, half: np.ndarray, shadow: int, seed: int) -> Path:
-    source = checkpoint_name(cfg.dataset.name, data.label_kind, cfg.model.name, data.input_size, seed)
+    source = source_name(cfg, data.label_kind, data.input_size, seed)
     digest = digest_json({"half": digest_array(half), "images": dataset_digest(data) or data.bundle.name,
                           "recipe": recipe(cfg), "seed": seed})[:12]
     return Path(cfg.paths.checkpoint_dir) / "shadows" / f"{source}-half{shadow}-{digest}"

@@ -41,12 +41,12 @@ from unlearning.methods.retrain import Retrain
 from unlearning.models.checkpoints import (
     check_compatible,
     checkpoint_exists,
-    checkpoint_name,
     load_checkpoint,
     load_into,
     save_checkpoint,
 )
 from unlearning.models.classifier import training_settings
+from unlearning.models.registry import source_name
 from unlearning.validate import positive_number
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def slug(text: str) -> str:
 
 def reference_path(cfg: DictConfig, data, seed: int) -> Path:
     """Where the retrained reference of this run's forget request is published."""
-    source = checkpoint_name(cfg.dataset.name, data.label_kind, cfg.model.name, data.input_size, seed)
+    source = source_name(cfg, data.label_kind, data.input_size, seed)
     digest = digest_json({"request": forget_fingerprint(data), "recipe": recipe(cfg), "seed": seed})[:12]
     return (Path(cfg.paths.checkpoint_dir) / "references"
             / f"{source}-retrain-{cfg.task.name}-{slug(data.split.description)}-{digest}")

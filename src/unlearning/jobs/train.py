@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
@@ -16,9 +14,10 @@ from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
 from unlearning.jobs.builders import build_datamodule, build_logger, build_model, make_trainer
 from unlearning.jobs.launched import prepare_job
-from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, checkpoint_name, save_checkpoint
+from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, save_checkpoint
 from unlearning.models.classifier import classifier_for_schedule, training_settings
-from unlearning.reproducibility import seed_of, start_job
+from unlearning.models.registry import model_metadata, registry_path
+from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import positive_number, whole_number
 
@@ -38,29 +37,6 @@ class KeepBestWeights(L.Callback):
         if value is not None and float(value) > self.best:
             self.best, self.epoch = float(value), trainer.current_epoch
             self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
-
-
-def registry_path(cfg: DictConfig, label_kind: str, input_size: int) -> Path:
-    """Where the model trained with ``cfg.seed`` for (dataset, labels, model, size) is published."""
-    return Path(cfg.paths.checkpoint_dir) / checkpoint_name(cfg.dataset.name, label_kind, cfg.model.name, input_size,
-                                                            seed_of(cfg))
-
-
-def model_metadata(cfg: DictConfig, data, **extra: Any) -> dict[str, Any]:
-    """What unlearn.py checks before it trusts a checkpoint, plus provenance."""
-    return {
-        "dataset": cfg.dataset.name,
-        "label_kind": data.label_kind,
-        "model": cfg.model.name,
-        "num_classes": data.num_classes,
-        "class_names": data.class_names,
-        "image_size": data.input_size,
-        "channels": data.channels,
-        "model_config": OmegaConf.to_container(cfg.model, resolve=True),
-        "seed": int(cfg.seed),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **extra,
-    }
 
 
 def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | None = None) -> Path:

@@ -41,7 +41,7 @@ from unlearning.jobs.builders import (
 from unlearning.jobs.launched import prepare_job
 from unlearning.jobs.reference import check_given_reference, find_or_train_reference, reference_kind
 from unlearning.jobs.report_table import print_before_after
-from unlearning.jobs.train import registry_path, train
+from unlearning.jobs.train import train
 from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.models.checkpoints import (
     check_compatible,
@@ -51,6 +51,7 @@ from unlearning.models.checkpoints import (
     save_checkpoint,
 )
 from unlearning.models.classifier import training_settings
+from unlearning.models.registry import registry_path
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 
