@@ -23,8 +23,15 @@ from tests.conftest import QUIET, compose_config
 from unlearning.evaluation.predictions import predict
 from unlearning.jobs.builders import build_datamodule, build_model, build_task
 from unlearning.jobs.unlearn import find_source_checkpoint
-from unlearning.methods.ssd import class_coherent_batches, dampen, importances
-from unlearning.methods.ssd_auto import AutoSearch, Probe, auto_settings, sample_images
+from unlearning.methods.ssd import (
+    AutoSearch,
+    Probe,
+    auto_settings,
+    class_coherent_batches,
+    dampen,
+    importances,
+    sample_images,
+)
 from unlearning.models.checkpoints import load_checkpoint, load_into
 
 

@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 from scripts.auto_ssd_explore import cached_importance, setup, test_scores
-from unlearning.methods.ssd import dampen
-from unlearning.methods.ssd_auto import scoped
+from unlearning.methods.ssd import dampen, scoped
 
 
 def scope_of(full: dict[str, torch.Tensor], names: list[str], scope: str) -> dict[str, torch.Tensor]:

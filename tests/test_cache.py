@@ -20,8 +20,8 @@ from unlearning.evaluation.evaluate import evaluate, teacher_logits
 from unlearning.jobs.builders import build_cache, build_model
 from unlearning.jobs.unlearn import unlearn
 from unlearning.methods.base import MethodContext
-from unlearning.methods.ssd_callback import SSDCallback, importance_parts
-from unlearning.methods.ssd_method import SSD
+from unlearning.methods.ssd.callback import SSDCallback, importance_parts
+from unlearning.methods.ssd.method import SSD
 from unlearning.models.checkpoints import save_checkpoint
 
 

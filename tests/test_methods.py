@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 from tests.conftest import QUIET, compose_config, run_cli
 from unlearning.errors import UserError
 from unlearning.jobs.unlearn import build_method, unlearn
-from unlearning.methods.assd import adaptive_alpha, adaptive_percentile, percentile
 from unlearning.methods.salun import top_fraction_mask
+from unlearning.methods.ssd.policies import adaptive_alpha, adaptive_percentile, percentile
 from unlearning.methods.training import Phase, PhasedLoader, other_labels
 
 METHODS = ("baseline", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub", "salun", "ssd", "lfssd",

@@ -17,7 +17,14 @@ from unlearning.jobs.builders import build_datamodule, build_model, build_task, 
 from unlearning.jobs.unlearn import build_method
 from unlearning.methods.base import MethodContext
 from unlearning.methods.ssd import dampen, importances, ssd
-from unlearning.methods.ssd_auto import AutoSearch, AutoSettings, Probe, auto_settings, sample_images, scoped
+from unlearning.methods.ssd.search import (
+    AutoSearch,
+    AutoSettings,
+    Probe,
+    auto_settings,
+    sample_images,
+    scoped,
+)
 from unlearning.models.checkpoints import load_checkpoint, load_into
 
 #: A digit the paper's alpha (10, lambda 1) does not forget cleanly on the default digits model
@@ -221,23 +228,19 @@ def test_work_budget_stops_the_search(search_inputs):
 def test_random_forgetting_keeps_the_papers_setting_and_says_so(search_inputs, trained_root, caplog):
     """task=random is not searched (its target would over-forget, docs/auto_ssd.md): the auto mode
     dampens exactly as alpha 10, lambda 1 would and records that it did not search."""
-    from types import SimpleNamespace
-
-    from unlearning.methods.ssd_auto_callback import AutoSSDCallback
+    from unlearning.methods.ssd import DampeningRequest, SearchedAlpha
 
     model, full, forget, _ = search_inputs
     cfg = compose_config("unlearn", ["task=random", "method.alpha=auto", f"paths.root_dir={trained_root}", *QUIET])
     data = build_datamodule(cfg, build_task(cfg))
     data.setup()
-    callback = AutoSSDCallback(AutoSettings(), "ssd")
-    callback.full, callback.forget = full, forget
     auto, paper = copy.deepcopy(model), copy.deepcopy(model)
     with caplog.at_level("WARNING"):
-        changed = callback.dampen_model(SimpleNamespace(datamodule=data, world_size=1), auto)
+        info = SearchedAlpha(AutoSettings()).dampen(auto, full, forget, DampeningRequest.from_datamodule(data, "ssd"))
+    changed = info["parameters_changed"]
     assert changed == dampen(paper, full, forget, 10.0, 1.0) > 0
     for (name, a), (_, b) in zip(auto.named_parameters(), paper.named_parameters(), strict=True):
         assert torch.equal(a, b), name
-    info = callback.search_info
     assert info["searched"] is False and (info["chosen_alpha"], info["chosen_lambda"]) == (10.0, 1.0)
     assert "random" in info["reason"] and "random" in caplog.text
 
@@ -245,9 +248,7 @@ def test_random_forgetting_keeps_the_papers_setting_and_says_so(search_inputs, t
 def test_a_missed_target_is_said_at_run_time(search_inputs, trained_root, caplog):
     """When no trial forgets within the guard the run still ends (results must be written) but
     the log says Df may not be forgotten, not only results.json's target_reached."""
-    from types import SimpleNamespace
-
-    from unlearning.methods.ssd_auto_callback import AutoSSDCallback
+    from unlearning.methods.ssd import DampeningRequest, SearchedAlpha
 
     model, full, forget, _ = search_inputs
     cfg = _unlearn_config(trained_root)
@@ -256,11 +257,9 @@ def test_a_missed_target_is_said_at_run_time(search_inputs, trained_root, caplog
     # alpha >= 500 selects almost nothing: nothing is forgotten in the two trials allowed
     settings = AutoSettings(reference="mixed", alpha_min=500.0, max_trials=2, max_steps=1, scopes=(0.3,),
                             retain_samples=32, forget_samples=32)
-    callback = AutoSSDCallback(settings, "ssd")
-    callback.full, callback.forget = full, forget
     with caplog.at_level("WARNING"):
-        callback.dampen_model(SimpleNamespace(datamodule=data, world_size=1), copy.deepcopy(model))
-    info = callback.search_info
+        info = SearchedAlpha(settings).dampen(copy.deepcopy(model), full, forget,
+                                              DampeningRequest.from_datamodule(data, "ssd"))
     assert info["target_reached"] is False and info["forget_kept"] > settings.forget_target
     assert "target was not reached in 2 trials" in caplog.text and "Df may not be forgotten" in caplog.text
 
@@ -272,10 +271,6 @@ def test_a_missed_target_is_said_at_run_time(search_inputs, trained_root, caplog
 def test_class_coherent_reference_is_for_full_class_requests(reference, task, by_class):
     """A sub-class Df is part of one label class and random samples are not searched: both keep the
     paper's imp_D (docs/auto_ssd.md); reference=mixed opts full-class requests out too."""
-    from types import SimpleNamespace
+    from unlearning.methods.ssd import SearchedAlpha
 
-    from unlearning.methods.ssd_auto_callback import AutoSSDCallback
-
-    callback = AutoSSDCallback(AutoSettings(reference=reference), "lfssd")
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(task=SimpleNamespace(name=task)))
-    assert callback._by_class(trainer) is by_class
+    assert SearchedAlpha(AutoSettings(reference=reference)).reference(task).by_class is by_class

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from unlearning.data.digits import build_digits
 from unlearning.data.transforms import build_transform
 from unlearning.methods.ssd import class_coherent_batches, dampen, importances, ssd
-from unlearning.methods.ssd_callback import ShardedBatchSampler
+from unlearning.methods.ssd.distributed import ShardedBatchSampler
 
 
 def small_cnn(num_classes: int = 10) -> nn.Module:

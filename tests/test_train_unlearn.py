@@ -108,7 +108,7 @@ def test_lfssd_uses_no_labels(trained_root, tmp_path, monkeypatch):
     original_getitem = datamodule.LabelledImages.__getitem__
     monkeypatch.setattr(datamodule.LabelledImages, "__getitem__",
                         lambda self, i: (original_getitem(self, i)[0], -12345))
-    from unlearning.methods import ssd_method
+    from unlearning.methods.ssd import method as ssd_method
 
     captured = {}
     original_unlearn = ssd_method.SSD.unlearn

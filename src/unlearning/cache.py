@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import safe_open
@@ -49,6 +49,14 @@ Tensors = dict[str, torch.Tensor]
 FORMAT_VERSION = 1
 _META_PARTS, _META_DIGEST, _META_VERSION = "unlearning.parts", "unlearning.tensors_digest", "unlearning.version"
 _STALE_TMP_S = 3600
+
+
+class Agreement(Protocol):
+    """How the processes of one run agree on rank 0's cache lookup (e.g. over a Lightning strategy)."""
+
+    def decide(self, hit: bool, usable: bool) -> tuple[bool, bool]: ...
+
+    def share(self, found: Tensors | None) -> Tensors: ...
 
 
 @dataclass
@@ -173,6 +181,31 @@ class TensorCache:
             value = dict(compute())
             self.put(parts, value)
             return value
+
+    def get_or_compute_agreed(self, parts: Mapping[str, Any] | None, compute: Callable[[], Mapping[str, torch.Tensor]],
+                              agreement: Agreement | None = None) -> tuple[Tensors, str]:
+        """:meth:`get_or_compute` for several processes where only rank 0 looks the entry up.
+
+        ``parts`` is given on rank 0 (None elsewhere, or when the data has no digest);
+        ``agreement`` (None in a single process) makes every rank follow rank 0's hit or miss
+        and, on a hit, hands rank 0's tensors to all, so every rank continues with the same
+        numbers even if another job is writing the entry meanwhile. On a miss every rank
+        computes (the computation itself is spread over them) and rank 0 writes. Returns the
+        tensors and what happened: "hit", "computed" or "computed (data cannot be fingerprinted)".
+        """
+        claim = self.claim(parts) if parts is not None else contextlib.nullcontext(None)
+        with claim as found:  # rank 0 may wait here for another job computing the same entry
+            usable = parts is not None
+            if agreement is not None:
+                hit, usable = agreement.decide(found is not None, usable)
+                if hit:
+                    found = agreement.share(found)
+            if found is not None:
+                return found, "hit"
+            value = dict(compute())
+            if parts is not None:
+                self.put(parts, value)
+            return value, "computed" if usable else "computed (data cannot be fingerprinted)"
 
     @contextlib.contextmanager
     def claim(self, parts: Mapping[str, Any]) -> Iterator[Tensors | None]:

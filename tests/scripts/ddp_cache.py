@@ -18,7 +18,7 @@ from tests.test_cache import digits_data, small_cnn
 from unlearning.cache import TensorCache
 from unlearning.fingerprint import weights_digest
 from unlearning.methods.base import HoldWeights
-from unlearning.methods.ssd_callback import SSDCallback
+from unlearning.methods.ssd import FixedAlpha, SSDCallback
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
@@ -26,7 +26,7 @@ torch.set_num_threads(1)
 
 def main(cache_dir: str, out: str) -> None:
     data, model = digits_data(), small_cnn(0)
-    callback = SSDCallback(alpha=1.0, importance_cache=TensorCache(cache_dir))
+    callback = SSDCallback(FixedAlpha(1.0), importance_cache=TensorCache(cache_dir))
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=0, callbacks=[callback],
                         logger=False, enable_progress_bar=False, enable_model_summary=False,
                         enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0)

@@ -47,7 +47,6 @@ class UnlearningMethod(ABC):
 
     name: str = ""
     supported_tasks: tuple[str, ...] = TASKS
-    uses_labels: bool = True
 
     def check_task(self, task: str) -> None:
         if task not in self.supported_tasks:

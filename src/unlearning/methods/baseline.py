@@ -12,7 +12,6 @@ from unlearning.methods.base import MethodContext, UnlearningMethod
 
 class Baseline(UnlearningMethod):
     name = "baseline"
-    uses_labels = False
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         return {}

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from unlearning.evaluation.predictions import predict
-from unlearning.methods.ssd import dampen
+from unlearning.methods.ssd.core import dampen
 
 AUTO = "auto"
 NORMALISE = ("none", "layer", "global")
@@ -213,10 +213,13 @@ class AutoSearch:
     the *original* model's predictions, so the collateral of all steps adds up.
     """
 
-    def __init__(self, settings: AutoSettings | None = None, importance_work: float | None = None):
+    def __init__(self, settings: AutoSettings | None = None, importance_work: float | None = None,
+                 progress: Any = None):
         """``importance_work``: the fixed-alpha run's importance pass in sample-forwards
-        (3 * (|D| + |Df|)); the search spends at most ``max_cost`` times that. None: no limit."""
+        (3 * (|D| + |Df|)); the search spends at most ``max_cost`` times that. None: no limit.
+        ``progress``: a tqdm-like bar advanced once per trial (None: silent)."""
         self.settings = settings or AutoSettings()
+        self.progress = progress
         self.trials: list[Trial] = []
         self.importance_work = importance_work
         self.budget = math.inf if importance_work is None else self.settings.max_cost * importance_work
@@ -303,6 +306,9 @@ class AutoSearch:
         trial = Trial(scope, alpha, lambda_, **probe.measure(model), parameters_changed=changed, step=step)
         self.spent += self._trial_cost
         self.trials.append(trial)
+        if self.progress is not None:
+            self.progress.update(1)
+            self.progress.set_postfix(alpha=f"{alpha:.3g}", kept=f"{trial.forget_kept:.2f}", refresh=False)
         return trial
 
     def _search_scope(self, model, base, full, forget, probe, scope: float, step: int) -> Trial | None:

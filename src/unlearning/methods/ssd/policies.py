@@ -1,0 +1,277 @@
+"""How much SSD dampens once both importances are known: alpha policies as plain objects.
+
+SSD selects the entries with ``imp_Df > alpha * imp_ref`` and dampens them (see
+:func:`~unlearning.methods.ssd.core.dampen`); the family differs only in how alpha (and
+lambda) are chosen and which importance Df's is compared with:
+
+* :class:`FixedAlpha`: the paper's configured alpha and lambda (``method=ssd|lfssd``);
+* :class:`PercentileAlpha`: ASSD's rule (Schoepf, Foster & Brintrup 2024), alpha = a
+  percentile of the ratios ``imp_Df / imp_Dr`` fixed by the share of Df (``method=assd``);
+* :class:`SearchedAlpha`: the automatic mode's per-request search (``method.alpha=auto``,
+  :mod:`unlearning.methods.ssd.search`).
+
+A policy names the reference importance it wants (:meth:`AlphaPolicy.reference`) and then
+dampens the model (:meth:`AlphaPolicy.dampen`) with what a :class:`DampeningRequest` gives
+it; it knows nothing of Lightning. The callback computes the importances on every device and
+hands over; under DDP every rank runs the policy with identical inputs (``request.agree``
+makes any choice rank 0's).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from unlearning.methods.ssd.core import check_hyperparameters, dampen
+from unlearning.methods.ssd.search import AUTO, AutoSearch, AutoSettings, Probe, sample_images
+from unlearning.progress import progress
+
+log = logging.getLogger(__name__)
+
+Importances = Mapping[str, torch.Tensor]
+#: The splits an importance can be compared with: all training data (the paper's SSD) or the retained part.
+REFERENCE_SPLITS = ("full", "retain")
+
+
+@dataclass(frozen=True)
+class ImportanceReference:
+    """Which importance imp_Df is compared with: over ``split``, optionally in class-coherent batches."""
+
+    split: str = "full"
+    by_class: bool = False
+
+
+@dataclass
+class DampeningRequest:
+    """What a policy may use besides the model and the two importances (training data only).
+
+    ``agree`` maps this process's choice to the one every process applies (under DDP rank
+    0's, broadcast); ``refresh_forget`` recomputes imp_Df on the model as it is now (the
+    search dampens in steps); ``is_zero`` says whether this process logs.
+    """
+
+    task: str | None
+    variant: str
+    batch_size: int
+    n_full: int
+    n_forget: int
+    n_retain: int
+    forget_data: Any = None
+    retain_data: Any = None
+    agree: Callable[[Any], Any] = field(default=lambda choice: choice)
+    refresh_forget: Callable[[nn.Module], Importances] | None = None
+    is_zero: bool = True
+    show_progress: bool = False
+
+    @property
+    def grouped_by(self) -> str:
+        """What class-coherent batches group by: SSD reads labels anyway; LFSSD must not."""
+        return "label" if self.variant == "ssd" else "predicted class"
+
+    @classmethod
+    def from_datamodule(cls, data: Any, variant: str = "ssd", batch_size: int = 64, **options: Any) -> DampeningRequest:
+        """The request for one process over an :class:`~unlearning.data.datamodule.UnlearningDataModule`."""
+        return cls(task=getattr(getattr(data, "task", None), "name", None), variant=variant, batch_size=batch_size,
+                   n_full=len(data.indices("full")), n_forget=len(data.indices("forget")),
+                   n_retain=len(data.indices("retain")), forget_data=data.dataset("forget"),
+                   retain_data=data.dataset("retain"), **options)
+
+
+class AlphaPolicy(ABC):
+    """Chooses alpha and lambda for one request and dampens; returns what it chose for results.json."""
+
+    #: Short name recorded as ``method_info.policy``.
+    name: str = ""
+
+    def reference(self, task: str | None) -> ImportanceReference:
+        """The importance imp_Df is compared with for ``task`` (default: the paper's imp_D)."""
+        return ImportanceReference()
+
+    @abstractmethod
+    def dampen(self, model: nn.Module, reference: Importances, forget: Importances,
+               request: DampeningRequest) -> dict[str, Any]:
+        """Dampen ``model`` in place; the dict holds at least ``alpha``, ``lambda`` and ``parameters_changed``."""
+
+
+class FixedAlpha(AlphaPolicy):
+    """The configured alpha and lambda, as the SSD paper (ResNet18: alpha 10, lambda 1)."""
+
+    name = "fixed"
+
+    def __init__(self, alpha: float = 10.0, lambda_: float = 1.0):
+        check_hyperparameters(alpha, lambda_)
+        self.alpha, self.lambda_ = float(alpha), float(lambda_)
+
+    def dampen(self, model, reference, forget, request) -> dict[str, Any]:
+        changed = dampen(model, reference, forget, self.alpha, self.lambda_)
+        return {"alpha": self.alpha, "lambda": self.lambda_, "parameters_changed": changed}
+
+    def __repr__(self) -> str:
+        return f"FixedAlpha(alpha={self.alpha:g}, lambda_={self.lambda_:g})"
+
+
+def percentile(values: torch.Tensor, p: float) -> float:
+    """``numpy.percentile(values, p)`` (linear interpolation) without sorting or size limits."""
+    values = values.flatten()
+    n = values.numel()
+    if n == 0:
+        raise ValueError("percentile of an empty set")
+    position = min(max(p, 0.0), 100.0) / 100.0 * (n - 1)
+    low = int(math.floor(position))
+    high = min(low + 1, n - 1)
+    low_value = torch.kthvalue(values.cpu(), low + 1).values.item()
+    high_value = torch.kthvalue(values.cpu(), high + 1).values.item() if high != low else low_value
+    return float(low_value + (position - low) * (high_value - low_value))
+
+
+def adaptive_percentile(n_forget: int, n_full: int) -> float:
+    """p = 100 - ln(1 + 100 |Df| / |D|): 97.6 when Df is a tenth of D, closer to 100 for smaller Df."""
+    return 100.0 - math.log(1.0 + 100.0 * n_forget / n_full)
+
+
+def adaptive_alpha(reference: Importances, forget: Importances, p: float) -> float:
+    """The p-th percentile of the finite ratios imp_Df / imp_ref over every parameter.
+
+    A ratio with ``imp_ref = 0`` is infinite or undefined and left out (the reference code
+    drops NaN and inf); ratios of 0 (no Df importance) count.
+    """
+    ratios = []
+    for name, imp_reference in reference.items():
+        ratio = forget[name].float() / imp_reference.float()
+        ratios.append(ratio[torch.isfinite(ratio)].flatten().cpu())
+    return percentile(torch.cat(ratios), p)
+
+
+class PercentileAlpha(AlphaPolicy):
+    """ASSD: alpha = the p-th percentile of imp_Df / imp_ref, p = 100 - ln(1 + 100 |Df| / (|Dr| + |Df|)).
+
+    As the reference code (if-loops/adaptive-selective-synaptic-dampening, and Potion's
+    ``assd_tuning``), the reference importance is over the **retain** set by default;
+    ``reference_split="full"`` compares with the paper's imp_D instead (then ASSD is SSD at
+    the chosen alpha, bit for bit). lambda is 1 in the reference code's runs.
+    """
+
+    name = "percentile"
+
+    def __init__(self, lambda_: float = 1.0, reference_split: str = "retain"):
+        check_hyperparameters(1.0, lambda_)
+        if reference_split not in REFERENCE_SPLITS:
+            raise ValueError(f"unknown reference split {reference_split!r}; valid: {', '.join(REFERENCE_SPLITS)}")
+        self.lambda_, self.reference_split = float(lambda_), reference_split
+
+    def reference(self, task: str | None) -> ImportanceReference:
+        return ImportanceReference(split=self.reference_split)
+
+    def dampen(self, model, reference, forget, request) -> dict[str, Any]:
+        p = adaptive_percentile(request.n_forget, request.n_forget + request.n_retain)
+        alpha = adaptive_alpha(reference, forget, p)
+        if not alpha > 0:  # e.g. more than p% of the parameters have no Df importance at all
+            alpha = float(torch.finfo(torch.float32).tiny)
+        changed = dampen(model, reference, forget, alpha, self.lambda_)
+        return {"alpha": alpha, "lambda": self.lambda_, "percentile": p, "reference_split": self.reference_split,
+                "parameters_changed": changed}
+
+    def __repr__(self) -> str:
+        return f"PercentileAlpha(lambda_={self.lambda_:g}, reference_split={self.reference_split!r})"
+
+
+#: Tasks whose search uses the class-coherent imp_D with ``reference=by-class`` (see :meth:`SearchedAlpha.reference`).
+CLASS_REFERENCE_TASKS = ("fullclass",)
+# What the automatic mode does for tasks it cannot aim at: the paper's ResNet18 setting.
+PAPER_ALPHA, PAPER_LAMBDA = 10.0, 1.0
+NOT_SEARCHED = {"random": "random-sample forgetting has no class whose predictions should change; "
+                          "the paper's alpha 10, lambda 1 is used (docs/auto_ssd.md)"}
+
+
+def shortfall(info: dict[str, Any], settings: AutoSettings) -> str:
+    """Why a search that missed its target left the model as it did, in words for the log.
+
+    The search never trades the retain guard for forgetting, so a miss means Df may still be
+    recognised; a user must hear that at run time, not only from ``target_reached`` in results.json.
+    """
+    kept, changed = 100 * info["forget_kept"], 100 * info["retain_changed"]
+    if info["n_steps"]:
+        applied = (f"it applied the safe dampening that forgot most ({info['n_steps']} step(s), "
+                   f"{info['parameters_changed']} entries changed, {changed:.1f}% of the retain sample changed "
+                   "prediction)")
+    else:
+        applied = "no trial that stayed within that guard forgot any of Df, so nothing was dampened"
+    return (f"the target was not reached in {info['n_trials']} trials: {kept:.0f}% of the Df probe keeps its "
+            f"original prediction (target <= {100 * settings.forget_target:g}%) while at most "
+            f"{100 * settings.retain_tolerance:g}% of the retain sample may change; {applied}. Df may not be "
+            "forgotten: check the forget metrics (see 'Not done' in docs/auto_ssd.md).")
+
+
+class SearchedAlpha(AlphaPolicy):
+    """``method.alpha=auto``: alpha (and the dampening scope) searched per request (docs/auto_ssd.md).
+
+    The probe is built from the *training* splits only (Df and a seeded sample of Dr); test
+    data is never read. For full-class requests the search compares imp_Df with an imp_D over
+    **class-coherent batches** (each batch one class, like a full-class Df; SSD groups by
+    label, LFSSD by the model's predicted class): with the paper's mixed batches the classes'
+    gradients partly cancel inside each batch mean, which inflates imp_Df / imp_D for entries
+    every class uses and turns alpha into a knife edge. ``reference=mixed`` searches with the
+    paper's imp_D, as sub-class requests always do (their Df is part of one label class).
+
+    Random-sample forgetting is not searched: "Df's predictions changed" is right for a class
+    but wrong for a few random samples, which a model that never saw them would still
+    classify like unseen data; the paper's alpha 10, lambda 1 is applied and the run says so.
+    """
+
+    name = "auto"
+
+    def __init__(self, settings: AutoSettings | None = None):
+        self.settings = settings or AutoSettings()
+
+    def reference(self, task: str | None) -> ImportanceReference:
+        """Class-coherent imp_D for full-class requests with ``reference=by-class``; the paper's otherwise.
+
+        Only a full-class Df is one class of the model's labels, the composition the class-coherent
+        batches reproduce. A sub-class Df is part of one label class (measured, SSD: 0/5 sub-class
+        requests clean with it, 1/5 with the paper's imp_D, as alpha 10), and random forgetting keeps
+        the paper's setting altogether, so both use the paper's imp_D.
+        """
+        return ImportanceReference(by_class=self.settings.reference == "by-class" and task in CLASS_REFERENCE_TASKS)
+
+    def dampen(self, model, reference, forget, request) -> dict[str, Any]:
+        s = self.settings
+        if request.task in NOT_SEARCHED:
+            if request.is_zero:  # once, not once per DDP process
+                log.warning("method.alpha=auto: %s.", NOT_SEARCHED[request.task])
+            changed = dampen(model, reference, forget, PAPER_ALPHA, PAPER_LAMBDA)
+            return {"alpha": AUTO, "lambda": PAPER_LAMBDA, "searched": False, "reason": NOT_SEARCHED[request.task],
+                    "chosen_alpha": PAPER_ALPHA, "chosen_lambda": PAPER_LAMBDA, "n_steps": 1, "n_trials": 0,
+                    "parameters_changed": changed}
+        probe = Probe(
+            forget_images=sample_images(request.forget_data, s.forget_samples, s.seed),
+            retain_images=sample_images(request.retain_data, s.retain_samples, s.seed + 1),
+            batch_size=request.batch_size,
+        )
+        by_class = self.reference(request.task).by_class
+        with progress(total=s.max_trials, description="SSD alpha search", enabled=request.show_progress,
+                      unit="trial") as bar:
+            search = AutoSearch(s, importance_work=3.0 * (request.n_full + request.n_forget), progress=bar)
+            # LFSSD's grouping predicted every sample of D once: counted (cache hit or not, so the
+            # search does the same trials either way) against the same budget as the trials.
+            grouping_work = float(request.n_full) if by_class and request.grouped_by == "predicted class" else 0.0
+            search.spent += grouping_work
+            info = search.run(model, reference, forget, probe, request.agree, request.refresh_forget,
+                              refresh_cost=3.0 * request.n_forget)
+        info["reference"] = {
+            "imp_D": "class-coherent batches" if by_class else "mixed batches (the paper's)",
+            "grouped_by": request.grouped_by if by_class else None,
+            "grouping_work": grouping_work,
+        }
+        if not info["target_reached"] and request.is_zero:
+            log.warning("method.alpha=auto: %s", shortfall(info, s))
+        return {**info, "alpha": AUTO, "lambda": info.get("chosen_lambda")}
+
+    def __repr__(self) -> str:
+        return f"SearchedAlpha({self.settings!r})"
