@@ -193,12 +193,14 @@ def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path,
     if method == "badteacher":
         assert results["metrics"]["unlearned"]["zrf"] > results["metrics"]["original"]["zrf"]
         assert info["retain_samples"] == int(0.3 * results["n_retain"])
-    if method == "assd":  # ASSD is SSD at the percentile's alpha: the same run with that alpha gives the same weights
+    if method == "assd":  # with imp_D as reference, ASSD is SSD at the percentile's alpha: same weights
         assert info["percentile"] == pytest.approx(adaptive_percentile(results["n_forget"], 1437))
-        assert info["alpha"] > 0 and info["parameters_changed"] > 0
-        ssd = run_method(trained_root, tmp_path / "ssd", "ssd", "fullclass", f"method.alpha={info['alpha']!r}")
-        assert ssd["method_info"]["parameters_changed"] == info["parameters_changed"]
-        assd_weights = load_file(str(tmp_path / "unlearned" / "model.safetensors"))
+        assert info["alpha"] > 0 and info["parameters_changed"] > 0 and info["reference_split"] == "retain"
+        assert set(info["importance_cache"]) == {"retain", "forget"}  # ASSD now uses the importance cache
+        on_d = run_method(trained_root, tmp_path / "on_d", "assd", "fullclass", "method.reference_split=full")["method_info"]
+        ssd = run_method(trained_root, tmp_path / "ssd", "ssd", "fullclass", f"method.alpha={on_d['alpha']!r}")
+        assert ssd["method_info"]["parameters_changed"] == on_d["parameters_changed"]
+        assd_weights = load_file(str(tmp_path / "on_d" / "unlearned" / "model.safetensors"))
         ssd_weights = load_file(str(tmp_path / "ssd" / "unlearned" / "model.safetensors"))
         assert ssd_weights.keys() == assd_weights.keys()
         assert all(torch.equal(ssd_weights[name], assd_weights[name]) for name in assd_weights)
