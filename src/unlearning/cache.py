@@ -269,10 +269,6 @@ class TensorCache:
             total -= size
             self.stats.evicted += 1
 
-    def clear_memory(self) -> None:
-        with self._lock:
-            self._memory.clear()
-
 
 def _canonical(parts: Mapping[str, Any]) -> str:
     return json.dumps(dict(parts), sort_keys=True, separators=(",", ":"), default=str)
