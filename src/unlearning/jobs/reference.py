@@ -47,7 +47,7 @@ from unlearning.models.checkpoints import (
 )
 from unlearning.models.classifier import training_settings
 from unlearning.models.registry import source_name
-from unlearning.validate import positive_number
+from unlearning.validate import one_of, positive_number
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,8 @@ def reference_kind(cfg: DictConfig) -> str:
     value = str((cfg.get("evaluation") or {}).get("reference", "none")).lower()
     if value in ("null", "false"):
         value = "none"
-    if value not in REFERENCE_KINDS:
-        raise UserError(f"evaluation.reference={value!r} is unknown; valid: {', '.join(REFERENCE_KINDS)} "
-                        "(retrain: compare with a model retrained without Df, trained once per forget request).")
-    return value
+    return one_of(value, "evaluation.reference", REFERENCE_KINDS,
+                  hint="(retrain: compare with a model retrained without Df, trained once per forget request)")
 
 
 def forget_fingerprint(data) -> dict[str, str]:

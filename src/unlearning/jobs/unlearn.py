@@ -54,6 +54,7 @@ from unlearning.models.classifier import training_settings
 from unlearning.models.registry import registry_path
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
+from unlearning.validate import boolean
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +170,7 @@ def check_source_outside(source: Path, run_dir: Path) -> None:
 def evaluation_settings(cfg: DictConfig, seed: int) -> EvaluationSettings:
     """``evaluation.strong_mia`` and ``evaluation.probe`` (booleans), checked before any work is done."""
     options = cfg.get("evaluation") or {}
-    values = {}
-    for key in ("strong_mia", "probe"):
-        value = options.get(key, True)
-        if not isinstance(value, bool):
-            raise UserError(f"evaluation.{key} must be true or false, got {value!r}.")
-        values[key] = value
+    values = {key: boolean(options.get(key, True), f"evaluation.{key}") for key in ("strong_mia", "probe")}
     return EvaluationSettings(seed=seed, **values)
 
 

@@ -20,11 +20,11 @@ from unlearning.methods.finetune import CrossEntropyTraining
 from unlearning.methods.training import (
     Relabelled,
     check_optimizer,
-    check_positive,
     fit,
     other_labels,
     seeded_generator,
 )
+from unlearning.validate import positive_numbers
 
 
 class Amnesiac(UnlearningMethod):
@@ -32,7 +32,7 @@ class Amnesiac(UnlearningMethod):
 
     def __init__(self, epochs: int = 3, lr: float = 1e-4, batch_size: int = 128, optimizer: str = "adam",
                  weight_decay: float = 0.0):
-        check_positive(epochs=epochs, lr=lr, batch_size=batch_size)
+        positive_numbers("method.", epochs=epochs, lr=lr, batch_size=batch_size)
         self.epochs, self.batch_size = int(epochs), int(batch_size)
         self.optimizer = dict(optimizer=check_optimizer(optimizer), lr=lr, weight_decay=weight_decay)
 

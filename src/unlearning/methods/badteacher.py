@@ -25,10 +25,10 @@ from unlearning.methods.training import (
     Tagged,
     UnlearningModule,
     check_optimizer,
-    check_positive,
     fit,
     seeded_generator,
 )
+from unlearning.validate import positive_numbers
 
 
 class BadTeacherModule(UnlearningModule):
@@ -55,8 +55,8 @@ class BadTeacher(UnlearningMethod):
 
     def __init__(self, epochs: int = 1, lr: float = 1e-4, batch_size: int = 256, retain_fraction: float = 0.3,
                  temperature: float = 1.0, optimizer: str = "adam", weight_decay: float = 0.0):
-        check_positive(epochs=epochs, lr=lr, batch_size=batch_size, retain_fraction=retain_fraction,
-                       temperature=temperature)
+        positive_numbers("method.", epochs=epochs, lr=lr, batch_size=batch_size, retain_fraction=retain_fraction,
+                         temperature=temperature)
         self.epochs, self.batch_size, self.retain_fraction = int(epochs), int(batch_size), float(retain_fraction)
         self.temperature = float(temperature)
         self.optimizer = dict(optimizer=check_optimizer(optimizer), lr=lr, weight_decay=weight_decay)

@@ -13,7 +13,8 @@ from torch import nn
 
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.methods.base import MethodContext, UnlearningMethod
-from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, check_positive, fit
+from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, fit
+from unlearning.validate import positive_numbers
 
 
 class CrossEntropyTraining(UnlearningModule):
@@ -36,7 +37,7 @@ class Finetune(UnlearningMethod):
 
     def __init__(self, epochs: int = 5, lr: float = 0.02, momentum: float = 0.9, weight_decay: float = 5e-4,
                  batch_size: int = 64, optimizer: str = "sgd"):
-        check_positive(epochs=epochs, lr=lr, batch_size=batch_size)
+        positive_numbers("method.", epochs=epochs, lr=lr, batch_size=batch_size)
         self.epochs, self.batch_size = int(epochs), int(batch_size)
         self.optimizer = dict(optimizer=check_optimizer(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay)
 

@@ -23,7 +23,8 @@ from torch import nn
 
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.methods.base import MethodContext, UnlearningMethod
-from unlearning.methods.training import Phase, UnlearningModule, check_positive, fit
+from unlearning.methods.training import Phase, UnlearningModule, fit
+from unlearning.validate import positive_numbers
 
 
 def lipschitz_loss(model: nn.Module, images: torch.Tensor, sigma: float, copies: int) -> torch.Tensor:
@@ -60,7 +61,7 @@ class JiT(UnlearningMethod):
 
     def __init__(self, sigma: float = 0.5, lr: float = 3e-4, copies: int = 25, batch_size: int = 128, epochs: int = 1,
                  train_mode: bool = False):
-        check_positive(sigma=sigma, lr=lr, copies=copies, batch_size=batch_size, epochs=epochs)
+        positive_numbers("method.", sigma=sigma, lr=lr, copies=copies, batch_size=batch_size, epochs=epochs)
         self.sigma, self.lr, self.copies = float(sigma), float(lr), int(copies)
         self.batch_size, self.epochs, self.train_mode = int(batch_size), int(epochs), bool(train_mode)
 

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.errors import UserError
 from unlearning.methods.base import MethodContext, UnlearningMethod
-from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, check_positive, fit
+from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, fit
+from unlearning.validate import positive_numbers
 
 
 def saliency(model: nn.Module, batches) -> dict[str, torch.Tensor]:
@@ -110,7 +111,7 @@ class SalUn(UnlearningMethod):
 
     def __init__(self, mask_ratio: float = 0.5, epochs: int = 10, lr: float = 0.013, momentum: float = 0.9,
                  weight_decay: float = 5e-4, batch_size: int = 256, optimizer: str = "sgd"):
-        check_positive(mask_ratio=mask_ratio, epochs=epochs, lr=lr, batch_size=batch_size)
+        positive_numbers("method.", mask_ratio=mask_ratio, epochs=epochs, lr=lr, batch_size=batch_size)
         if mask_ratio > 1:
             raise UserError(f"method.mask_ratio is the fraction of weights SalUn may change, in (0, 1]; got {mask_ratio}.")
         self.mask_ratio, self.epochs, self.batch_size = float(mask_ratio), int(epochs), int(batch_size)

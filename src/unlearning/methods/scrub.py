@@ -22,7 +22,8 @@ from torch import nn
 
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.methods.base import MethodContext, UnlearningMethod
-from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, check_positive, fit
+from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, fit
+from unlearning.validate import positive_numbers
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -71,8 +72,8 @@ class SCRUB(UnlearningMethod):
                  weight_decay: float = 5e-4, optimizer: str = "sgd", forget_batch_size: int = 512,
                  retain_batch_size: int = 128, temperature: float = 4.0, gamma: float = 0.99, alpha: float = 0.001,
                  lr_decay_epochs: Sequence[int] = (3, 5, 9), lr_decay_rate: float = 0.1):
-        check_positive(epochs=epochs, lr=lr, forget_batch_size=forget_batch_size,
-                       retain_batch_size=retain_batch_size, temperature=temperature)
+        positive_numbers("method.", epochs=epochs, lr=lr, forget_batch_size=forget_batch_size,
+                         retain_batch_size=retain_batch_size, temperature=temperature)
         self.epochs = int(epochs)
         self.options = dict(max_steps=int(max_steps), forget_batch_size=int(forget_batch_size),
                             retain_batch_size=int(retain_batch_size), temperature=float(temperature),

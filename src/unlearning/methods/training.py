@@ -46,13 +46,6 @@ def check_optimizer(name: str) -> str:
     return name
 
 
-def check_positive(**values: float) -> None:
-    """A UserError naming the first hyperparameter that is not a positive number."""
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise UserError(f"method.{key} must be a positive number, got {value!r}.")
-
-
 @dataclass
 class Phase:
     """One pass over ``dataset`` in batches of ``batch_size`` within an epoch."""

@@ -36,7 +36,8 @@ from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.errors import UserError
 from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.methods.finetune import CrossEntropyTraining
-from unlearning.methods.training import check_positive, fit, seeded_generator
+from unlearning.methods.training import fit, seeded_generator
+from unlearning.validate import positive_numbers, whole_number
 
 
 def learn_noise(model: nn.Module, label: int, shape: tuple[int, ...], steps: int, lr: float, l2: float,
@@ -107,15 +108,13 @@ class UNSIR(UnlearningMethod):
                  impair_epochs: int = 1, impair_batch_size: int = 32, impair_lr: float = 1e-4,
                  repair_epochs: int = 1, repair_batch_size: int = 128, repair_lr: float = 1e-4):
         steps = dict(noise_steps) if isinstance(noise_steps, Mapping) else {task: noise_steps for task in self.supported_tasks}
-        check_positive(noise_lr=noise_lr, noise_batch_size=noise_batch_size, noise_batches=noise_batches,
-                       samples_per_class=samples_per_class, impair_batch_size=impair_batch_size,
-                       impair_lr=impair_lr, repair_batch_size=repair_batch_size, repair_lr=repair_lr)
-        for key, value in steps.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UserError(f"method.noise_steps ({key}) must be a whole number >= 0, got {value!r}.")
-        for key, value in (("impair_epochs", impair_epochs), ("repair_epochs", repair_epochs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UserError(f"method.{key} must be a whole number >= 0, got {value!r}.")
+        positive_numbers("method.", noise_lr=noise_lr, noise_batch_size=noise_batch_size,
+                         noise_batches=noise_batches, samples_per_class=samples_per_class,
+                         impair_batch_size=impair_batch_size, impair_lr=impair_lr,
+                         repair_batch_size=repair_batch_size, repair_lr=repair_lr)
+        steps = {key: whole_number(value, f"method.noise_steps ({key})", minimum=0) for key, value in steps.items()}
+        impair_epochs = whole_number(impair_epochs, "method.impair_epochs", minimum=0)
+        repair_epochs = whole_number(repair_epochs, "method.repair_epochs", minimum=0)
         self.noise_steps, self.noise_lr, self.noise_l2 = steps, float(noise_lr), float(noise_l2)
         self.noise_batch_size, self.noise_batches = int(noise_batch_size), int(noise_batches)
         self.samples_per_class = int(samples_per_class)
