@@ -19,11 +19,11 @@ from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.methods.finetune import CrossEntropyTraining
 from unlearning.methods.training import (
     Relabelled,
-    check_optimizer,
     fit,
     other_labels,
     seeded_generator,
 )
+from unlearning.optim import optimizer_name
 from unlearning.validate import positive_numbers
 
 
@@ -34,7 +34,7 @@ class Amnesiac(UnlearningMethod):
                  weight_decay: float = 0.0):
         positive_numbers("method.", epochs=epochs, lr=lr, batch_size=batch_size)
         self.epochs, self.batch_size = int(epochs), int(batch_size)
-        self.optimizer = dict(optimizer=check_optimizer(optimizer), lr=lr, weight_decay=weight_decay)
+        self.optimizer = dict(optimizer=optimizer_name(optimizer), lr=lr, weight_decay=weight_decay)
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         wrong = other_labels(data.labels_of("forget"), data.num_classes, seeded_generator(context.seed, 2))

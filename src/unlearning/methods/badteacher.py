@@ -24,10 +24,10 @@ from unlearning.methods.training import (
     Phase,
     Tagged,
     UnlearningModule,
-    check_optimizer,
     fit,
     seeded_generator,
 )
+from unlearning.optim import optimizer_name
 from unlearning.validate import positive_numbers
 
 
@@ -59,7 +59,7 @@ class BadTeacher(UnlearningMethod):
                          temperature=temperature)
         self.epochs, self.batch_size, self.retain_fraction = int(epochs), int(batch_size), float(retain_fraction)
         self.temperature = float(temperature)
-        self.optimizer = dict(optimizer=check_optimizer(optimizer), lr=lr, weight_decay=weight_decay)
+        self.optimizer = dict(optimizer=optimizer_name(optimizer), lr=lr, weight_decay=weight_decay)
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         retain = data.dataset("retain")

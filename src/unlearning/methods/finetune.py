@@ -13,7 +13,8 @@ from torch import nn
 
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.methods.base import MethodContext, UnlearningMethod
-from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, fit
+from unlearning.methods.training import Phase, UnlearningModule, fit
+from unlearning.optim import optimizer_name
 from unlearning.validate import positive_numbers
 
 
@@ -39,7 +40,7 @@ class Finetune(UnlearningMethod):
                  batch_size: int = 64, optimizer: str = "sgd"):
         positive_numbers("method.", epochs=epochs, lr=lr, batch_size=batch_size)
         self.epochs, self.batch_size = int(epochs), int(batch_size)
-        self.optimizer = dict(optimizer=check_optimizer(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.optimizer = dict(optimizer=optimizer_name(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         module = CrossEntropyTraining(model, data.dataset("retain"), self.batch_size, seed=context.seed,

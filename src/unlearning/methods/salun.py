@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.errors import UserError
 from unlearning.methods.base import MethodContext, UnlearningMethod
-from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, fit
+from unlearning.methods.training import Phase, UnlearningModule, fit
+from unlearning.optim import optimizer_name
 from unlearning.validate import positive_numbers
 
 
@@ -115,7 +116,7 @@ class SalUn(UnlearningMethod):
         if mask_ratio > 1:
             raise UserError(f"method.mask_ratio is the fraction of weights SalUn may change, in (0, 1]; got {mask_ratio}.")
         self.mask_ratio, self.epochs, self.batch_size = float(mask_ratio), int(epochs), int(batch_size)
-        self.optimizer = dict(optimizer=check_optimizer(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.optimizer = dict(optimizer=optimizer_name(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         module = SalUnModule(model, data.dataset("forget"), data.dataset("retain"), data.num_classes, self.mask_ratio,

@@ -22,7 +22,8 @@ from torch import nn
 
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.methods.base import MethodContext, UnlearningMethod
-from unlearning.methods.training import Phase, UnlearningModule, check_optimizer, fit
+from unlearning.methods.training import Phase, UnlearningModule, fit
+from unlearning.optim import optimizer_name
 from unlearning.validate import positive_numbers
 
 
@@ -79,7 +80,7 @@ class SCRUB(UnlearningMethod):
                             retain_batch_size=int(retain_batch_size), temperature=float(temperature),
                             gamma=float(gamma), alpha=float(alpha), lr_decay_epochs=list(lr_decay_epochs),
                             lr_decay_rate=float(lr_decay_rate))
-        self.optimizer = dict(optimizer=check_optimizer(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.optimizer = dict(optimizer=optimizer_name(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         module = ScrubModule(model, context.original, data.dataset("forget"), data.dataset("retain"),

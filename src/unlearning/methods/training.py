@@ -26,24 +26,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
-from unlearning.errors import UserError
 from unlearning.methods.base import MethodContext
-
-OPTIMIZERS = ("sgd", "adam")
-
-
-def make_optimizer(params, name: str, lr: float, momentum: float = 0.0,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """SGD (with momentum and weight decay) or Adam, the two the reference code uses."""
-    if check_optimizer(name) == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
-def check_optimizer(name: str) -> str:
-    if name not in OPTIMIZERS:
-        raise UserError(f"method.optimizer={name!r} is unknown; valid: {', '.join(OPTIMIZERS)}.")
-    return name
+from unlearning.optim import build_optimizer
 
 
 @dataclass
@@ -131,7 +115,7 @@ class UnlearningModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return make_optimizer(self.model.parameters(), self.optimizer_name, self.lr, self.momentum, self.weight_decay)
+        return build_optimizer(self.optimizer_name, self.model.parameters(), self.lr, self.momentum, self.weight_decay)
 
 
 def fit(module: L.LightningModule, context: MethodContext, epochs: int, **trainer_options: Any) -> L.Trainer:

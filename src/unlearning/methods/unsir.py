@@ -37,6 +37,7 @@ from unlearning.errors import UserError
 from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.methods.finetune import CrossEntropyTraining
 from unlearning.methods.training import fit, seeded_generator
+from unlearning.optim import build_optimizer
 from unlearning.validate import positive_numbers, whole_number
 
 
@@ -45,7 +46,7 @@ def learn_noise(model: nn.Module, label: int, shape: tuple[int, ...], steps: int
     """Noise images (``shape``, normalised input space) that maximise the loss on ``label``."""
     device = next(model.parameters()).device
     noise = torch.randn(shape, generator=generator).to(device).requires_grad_(True)
-    optimizer = torch.optim.Adam([noise], lr=lr)
+    optimizer = build_optimizer("adam", [noise], lr)
     labels = torch.full((shape[0],), int(label), dtype=torch.long, device=device)
     was_training = model.training
     model.eval()

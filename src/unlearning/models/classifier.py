@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from unlearning.errors import UserError
+from unlearning.optim import build_optimizer, optimizer_name
 
 #: Learning-rate schedules after the optional warm-up.
 SCHEDULES = ("multistep", "cosine")
@@ -19,9 +20,10 @@ SCHEDULES = ("multistep", "cosine")
 class ImageClassifier(L.LightningModule):
     """Wraps a backbone ``nn.Module`` that maps images to logits.
 
-    The optimiser is SGD with momentum and weight decay, the schedule a MultiStepLR with an
-    optional linear warm-up epoch (the SSD paper's training recipe), or a cosine decay to zero
-    over ``epochs`` after the warm-up (``schedule="cosine"``); all from YAML.
+    The optimiser is SGD with momentum and weight decay (or Adam; both from
+    :func:`unlearning.optim.build_optimizer`), the schedule a MultiStepLR with an optional
+    linear warm-up epoch (the SSD paper's training recipe), or a cosine decay to zero over
+    ``epochs`` after the warm-up (``schedule="cosine"``); all from YAML.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class ImageClassifier(L.LightningModule):
         if schedule not in SCHEDULES:
             raise UserError(f"training schedule {schedule!r} is unknown: valid schedules are {', '.join(SCHEDULES)} "
                             "(dataset.training.schedule).")
+        optimizer_name(optimizer, key="optimizer")
         if schedule == "cosine" and epochs is None:
             raise ValueError("the cosine schedule needs the number of epochs")
         self.save_hyperparameters(ignore=["backbone"])
@@ -70,12 +73,8 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        if hp.optimizer == "adam":
-            optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(
-                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-            )
+        optimizer = build_optimizer(hp.optimizer, self.parameters(), hp.lr, hp.momentum, hp.weight_decay,
+                                    key="optimizer")
         schedulers = torch.optim.lr_scheduler
         warmup = (schedulers.LinearLR(optimizer, start_factor=0.1, total_iters=hp.warmup_epochs)
                   if hp.warmup_epochs else None)
