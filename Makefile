@@ -36,10 +36,10 @@ test-slurm: install
 	$(PY) -m pytest -q -m slurm
 
 lint: install
-	$(VENV)/bin/ruff check src tests train.py unlearn.py audit.py
+	$(VENV)/bin/ruff check src tests bench train.py unlearn.py audit.py
 
 bench: install
-	$(PY) -m unlearning.bench --device $(DEVICE)
+	$(PY) -m bench --device $(DEVICE)
 
 # The digits recipe's accuracy over training seeds 0-4 (trains missing models, ~2 min each),
 # recorded in bench/results.json; exit 1 when the floor (96.5 %) or the spread (1.5 points) fails.
