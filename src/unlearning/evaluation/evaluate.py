@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from unlearning.data.datamodule import UnlearningDataModule
+from unlearning.distributed import is_rank_zero
 from unlearning.evaluation.against_reference import mean_js, relative_to_reference
 from unlearning.evaluation.membership import held_out_split, strong_membership_attack
 from unlearning.evaluation.metrics import (
@@ -28,6 +29,7 @@ from unlearning.evaluation.metrics import (
 from unlearning.evaluation.predictions import predict
 from unlearning.evaluation.probe import class_probe, membership_probe
 from unlearning.fingerprint import dataset_digest, digest_tensors, split_digest, weights_digest
+from unlearning.progress import progress
 
 METRIC_NAMES = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
 #: The gold-standard figures (see docs/evaluation.md); a setting can turn each group off.
@@ -45,6 +47,12 @@ class EvaluationSettings:
     strong_mia: bool = True
     probe: bool = True
     seed: int = 0
+    #: Progress bars over the passes and fits (rank 0 only; ``trainer.enable_progress_bar``). Changes no number.
+    show_progress: bool = False
+
+    def parts(self) -> dict[str, Any]:
+        """The settings that change numbers (a cache key's part): all but ``show_progress``."""
+        return {key: value for key, value in asdict(self).items() if key != "show_progress"}
 
 
 @dataclass
@@ -73,23 +81,28 @@ def prediction_parts(weights: str, data: UnlearningDataModule, split: str,
 
 
 def predict_split(model: nn.Module, data: UnlearningDataModule, split: str, cache: Any = None,
-                  weights: str | None = None, features: bool = False) -> tuple[torch.Tensor, ...]:
+                  weights: str | None = None, features: bool = False,
+                  show_progress: bool = False) -> tuple[torch.Tensor, ...]:
     """Logits and labels (and features) of ``model`` over ``split`` in one pass, through ``cache`` when given."""
     names = ("logits", "labels", "features") if features else ("logits", "labels")
+
+    def compute() -> tuple[torch.Tensor, ...]:
+        return predict(model, data.loader(split), features=features, show_progress=show_progress,
+                       description=f"evaluation over {split}")
+
     parts = None if cache is None else prediction_parts(weights or weights_digest(model), data, split, features)
     if parts is None:
-        return predict(model, data.loader(split), features=features)
-    entry = cache.get_or_compute(parts, lambda: dict(zip(names, predict(model, data.loader(split), features=features),
-                                                         strict=True)))
+        return compute()
+    entry = cache.get_or_compute(parts, lambda: dict(zip(names, compute(), strict=True)))
     return tuple(entry[name] for name in names)
 
 
 def model_outputs(model: nn.Module, data: UnlearningDataModule, cache: Any = None,
-                  features: bool = True, weights: str | None = None) -> Outputs:
+                  features: bool = True, weights: str | None = None, show_progress: bool = False) -> Outputs:
     """The two passes of :func:`evaluate`, kept so that two models' outputs can be compared."""
     weights = weights or (weights_digest(model) if cache is not None else None)
-    train = predict_split(model, data, "full", cache, weights, features)
-    test = predict_split(model, data, "test", cache, weights, features)
+    train = predict_split(model, data, "full", cache, weights, features, show_progress)
+    test = predict_split(model, data, "test", cache, weights, features, show_progress)
     return Outputs(train[0], train[1], test[0], test[1], *((train[2], test[2]) if features else (None, None)))
 
 
@@ -98,9 +111,10 @@ def zrf_split(data: UnlearningDataModule) -> str:
     return "forget_test" if len(data.indices("forget_test")) else "forget"
 
 
-def teacher_logits(random_model: nn.Module, data: UnlearningDataModule, cache: Any = None) -> torch.Tensor:
+def teacher_logits(random_model: nn.Module, data: UnlearningDataModule, cache: Any = None,
+                   show_progress: bool = False) -> torch.Tensor:
     """A randomly initialised model's logits on the ZRF split (compute once, reuse for every model)."""
-    return predict_split(random_model, data, zrf_split(data), cache)[0]
+    return predict_split(random_model, data, zrf_split(data), cache, show_progress=show_progress)[0]
 
 
 def metrics_of(outputs: Outputs, data: UnlearningDataModule, random_logits: torch.Tensor,
@@ -119,14 +133,20 @@ def metrics_of(outputs: Outputs, data: UnlearningDataModule, random_logits: torc
         "mia": membership_inference_from_logits(o.train_logits[retain], o.train_logits[forget], o.test_logits),
         "zrf": zrf_from_logits(zrf_logits, random_logits),
     }
-    if settings.strong_mia:
-        metrics.update(strong_attack(o, retain, forget, retain_t, forget_t, settings.seed))
-    if settings.probe and o.train_features is not None:
-        if len(forget_t):
-            metrics.update(class_probe(o.train_features, o.train_labels, retain, forget, o.test_features,
-                                       o.test_labels, retain_t, forget_t, settings.seed))
-        else:
-            metrics.update(membership_probe(o.train_features, retain, forget, o.test_features, settings.seed))
+    probe = settings.probe and o.train_features is not None
+    with progress(total=int(settings.strong_mia) + int(probe), description="evaluation: attack and probe fits",
+                  enabled=settings.show_progress and is_rank_zero() and (settings.strong_mia or probe),
+                  unit="fit") as bar:
+        if settings.strong_mia:
+            metrics.update(strong_attack(o, retain, forget, retain_t, forget_t, settings.seed))
+            bar.update(1)
+        if probe:
+            if len(forget_t):
+                metrics.update(class_probe(o.train_features, o.train_labels, retain, forget, o.test_features,
+                                           o.test_labels, retain_t, forget_t, settings.seed))
+            else:
+                metrics.update(membership_probe(o.train_features, retain, forget, o.test_features, settings.seed))
+            bar.update(1)
     metrics["per_class_test_acc"] = per_class_accuracy(o.test_logits, o.test_labels)
     return metrics
 
@@ -148,7 +168,7 @@ def cached_metrics(outputs: Outputs, data: UnlearningDataModule, random_logits: 
     parts = {"kind": "metrics", "version": METRICS_VERSION, "weights": weights, "dataset": dataset,
              "splits": {split: split_digest(data, split, with_labels=True)
                         for split in ("retain", "forget", "retain_test", "forget_test")},
-             "teacher": digest_tensors([("teacher", random_logits)]), "settings": asdict(settings)}
+             "teacher": digest_tensors([("teacher", random_logits)]), "settings": settings.parts()}
 
     def compute() -> dict[str, torch.Tensor]:
         values = metrics_of(outputs, data, random_logits, settings)
@@ -165,7 +185,8 @@ def evaluate_recurring(model: nn.Module, data: UnlearningDataModule, random_logi
     Both come from ``cache`` after the first run, keyed by the model's weights.
     """
     weights = weights_digest(model)
-    outputs = model_outputs(model, data, cache, features=settings.probe, weights=weights)
+    outputs = model_outputs(model, data, cache, features=settings.probe, weights=weights,
+                            show_progress=settings.show_progress)
     return outputs, cached_metrics(outputs, data, random_logits, settings, cache, weights)
 
 
@@ -198,7 +219,8 @@ def evaluate(model: nn.Module, data: UnlearningDataModule, random_logits: torch.
     ``cache``, the two passes' outputs are looked up (and stored) there: give it for a model
     that recurs across runs (the original, the reference), not for one that is new in every run.
     """
-    return metrics_of(model_outputs(model, data, cache, features=settings.probe), data, random_logits, settings)
+    outputs = model_outputs(model, data, cache, features=settings.probe, show_progress=settings.show_progress)
+    return metrics_of(outputs, data, random_logits, settings)
 
 
 def compare_with_reference(after: tuple[Outputs, dict[str, Any]], original: tuple[Outputs, dict[str, Any]],

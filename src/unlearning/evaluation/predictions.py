@@ -7,6 +7,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from unlearning.distributed import is_rank_zero
+from unlearning.progress import progress
+
 
 def feature_layer(model: nn.Module) -> nn.Linear:
     """The model's output layer: the last ``nn.Linear`` it registers (ResNet's ``fc``, our ViT's ``head``).
@@ -23,13 +26,14 @@ def feature_layer(model: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, features: bool = False
-            ) -> tuple[torch.Tensor, ...]:
+def predict(model: nn.Module, loader: Iterable, features: bool = False, show_progress: bool = False,
+            description: str = "predictions") -> tuple[torch.Tensor, ...]:
     """Logits (float32) and labels of every sample of ``loader``, in loader order.
 
     With ``features=True`` also the input of the output layer (see :func:`feature_layer`),
     captured by a forward hook in the same pass: the probe costs no extra forward pass.
     The model runs in eval mode on its own device; its mode is restored afterwards.
+    ``show_progress``: a progress bar labelled ``description`` over the batches (rank 0 only).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -40,7 +44,7 @@ def predict(model: nn.Module, loader: Iterable, features: bool = False
         hook = feature_layer(model).register_forward_hook(
             lambda _module, inputs, _output: captured.append(inputs[0].detach().flatten(1).float().cpu()))
     try:
-        for images, targets in loader:
+        for images, targets in progress(loader, description, show_progress and is_rank_zero()):
             logits.append(model(images.to(device, non_blocking=True)).float())
             labels.append(torch.as_tensor(targets))
     finally:

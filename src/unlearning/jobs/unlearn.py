@@ -171,7 +171,7 @@ def evaluation_settings(cfg: DictConfig, seed: int) -> EvaluationSettings:
     """``evaluation.strong_mia`` and ``evaluation.probe`` (booleans), checked before any work is done."""
     options = cfg.get("evaluation") or {}
     values = {key: boolean(options.get(key, True), f"evaluation.{key}") for key in ("strong_mia", "probe")}
-    return EvaluationSettings(seed=seed, **values)
+    return EvaluationSettings(seed=seed, show_progress=bool(cfg.trainer.get("enable_progress_bar", True)), **values)
 
 
 def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, fresh, cache, seed: int,
