@@ -4,7 +4,7 @@ The model (the student) is distilled, on Df, towards a randomly initialised mode
 incompetent teacher) and, on a random 30% of Dr, towards the original model (the competent
 teacher): KL divergence between the student's and the chosen teacher's softmax at
 temperature T. As the SSD reference code: Adam lr 1e-4, one epoch, batch 256 (128 for ViT,
-set in ``conf/model/vit.yaml``), T = 1, and ``F.kl_div``'s default reduction (the mean
+set in ``conf/tuned/badteacher/vit.yaml``), T = 1, and ``F.kl_div``'s default reduction (the mean
 over all N x C entries). The random teacher is ``context.fresh_model`` (seeded by the run's
 seed; for ViT: the pretrained backbone with an untrained head, as in the reference).
 """

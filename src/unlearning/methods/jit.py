@@ -7,7 +7,7 @@ with ``f(x')`` computed without gradient, and one SGD step (no momentum) is take
 The model trains in training mode, as in the reference code.
 
 Defaults: N = 25, one epoch. sigma, learning rate and batch size depend on model and task
-and live in ``conf/model/*.yaml`` under ``jit``: the JiT paper's ViT values (full-class
+and live in ``conf/tuned/jit/<model>.yaml``: the JiT paper's ViT values (full-class
 0.8 / 1.5, sub-class 1.5 / 0.5, random 0.5 / 0.1) and, for ResNet18, which the paper did not
 use, its VGG values (0.5 / 3e-4, 0.01 / 3e-4, 0.01 / 3e-4). **Deviation**: the reference
 zeroed gradients once before the loop, so each step applied the sum of all gradients so
