@@ -13,14 +13,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from unlearning.methods.ssd_callback import ShardedBatchSampler
-from unlearning.methods.ssd_method import SSD
 
 from bench.timing import Clock, note, ratio
 from bench.workload import Workload, context, workload_data
 from unlearning.cache import TensorCache
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.fingerprint import weights_digest
+from unlearning.methods.ssd import SSD, ShardedBatchSampler
 from unlearning.models.resnet import build_resnet18
 
 
@@ -97,7 +96,7 @@ def bench_ssd_and_grid(w: Workload, device: torch.device, sections: set[str], ou
 
 
 def _importance_parts_for(model: nn.Module, data, split: str, batch_size: int) -> dict[str, Any]:
-    from unlearning.methods.ssd_callback import importance_parts
+    from unlearning.methods.ssd import importance_parts
 
     return importance_parts(weights_digest(model), data, split, "ssd", batch_size)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from unlearning.methods.ssd_method import SSD
 
 from bench.timing import note, ratio
 from bench.workload import Workload, context, workload_data
+from unlearning.methods.ssd import SSD
 
 ROOT = Path(__file__).resolve().parents[1]
 
