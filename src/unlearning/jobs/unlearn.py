@@ -1,12 +1,25 @@
-"""Make a trained model forget: find or train it, run the method, evaluate, record."""
+"""Make a trained model forget: find or train it, run the method, evaluate, record.
+
+A run is five named stages, each a function of this module:
+
+1. :func:`prepare_inputs`: seed, check the settings, build the method and the data, find
+   (or train) the source model, load and check it; everything the method needs, in
+   :class:`RunInputs`, before any of the method's work is done.
+2. :func:`run_method`: the method alone, timed (every rank of a DDP run takes part).
+3. :func:`evaluate_run`: the original, unlearned and (when asked for) retrained models'
+   metrics, timed apart (rank 0 only, as every later stage).
+4. :func:`make_record`: the typed :class:`~unlearning.record.RunRecord` of the run.
+5. :func:`publish`: save the unlearned model, write ``results.json``, tell the logger.
+"""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,6 +30,8 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from unlearning.cache import TensorCache
+from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.distributed import is_rank_zero, wait_for_rank_zero
 from unlearning.errors import UserError
 from unlearning.evaluation.evaluate import (
@@ -28,7 +43,6 @@ from unlearning.evaluation.evaluate import (
     model_outputs,
     teacher_logits,
 )
-from unlearning.io import atomic_write_json
 from unlearning.jobs.builders import (
     build_cache,
     build_datamodule,
@@ -52,13 +66,12 @@ from unlearning.models.checkpoints import (
 )
 from unlearning.models.classifier import training_settings
 from unlearning.models.registry import registry_path
+from unlearning.record import COMPLETE, RESULTS_FILE, RunRecord, record_complete
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import boolean
 
 log = logging.getLogger(__name__)
-
-RESULTS_FILE = "results.json"
 
 
 def build_method(cfg: DictConfig) -> UnlearningMethod:
@@ -70,14 +83,6 @@ def build_method(cfg: DictConfig) -> UnlearningMethod:
     except InstantiationException as error:  # e.g. an argument the method does not take
         cause = error.__cause__ or error
         raise UserError(f"method={cfg.method.get('name')}: {cause}") from None
-
-
-def results_complete(path: Path) -> bool:
-    """True when ``path`` is a results.json that a finished run wrote (it is written last, atomically)."""
-    try:
-        return json.loads(path.read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
 
 
 def find_source_checkpoint(cfg: DictConfig, data, run_dir: Path) -> Path:
@@ -147,16 +152,18 @@ def experiment_name() -> str | None:
 
 
 def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """The whole unlearning run; returns the results (None on non-zero ranks).
+    """The whole unlearning run; returns its record as results.json holds it (None on non-zero ranks).
 
     Writes only into ``run_dir``, which it holds for itself (see :mod:`unlearning.runs`):
     a folder used by another live run, or holding a finished one, is refused.
     """
     run_dir = Path(run_dir)
     if not is_rank_zero():  # the other ranks of a multi-process run share rank 0's folder
-        return _unlearn(cfg, run_dir)
-    with claim_run_folder(run_dir, finished=results_complete(run_dir / RESULTS_FILE), what="unlearning run"):
-        return _unlearn(cfg, run_dir)
+        record = _unlearn(cfg, run_dir)
+    else:
+        with claim_run_folder(run_dir, finished=record_complete(run_dir / RESULTS_FILE), what="unlearning run"):
+            record = _unlearn(cfg, run_dir)
+    return None if record is None else record.to_json()
 
 
 def check_source_outside(source: Path, run_dir: Path) -> None:
@@ -174,9 +181,88 @@ def evaluation_settings(cfg: DictConfig, seed: int) -> EvaluationSettings:
     return EvaluationSettings(seed=seed, show_progress=bool(cfg.trainer.get("enable_progress_bar", True)), **values)
 
 
+# ------------------------------------------------------------------ stage 1: inputs
+@dataclass
+class RunInputs:
+    """Everything a run's method and evaluation work on, built and checked before the method runs."""
+
+    cfg: DictConfig
+    run_dir: Path
+    seed: int
+    method: UnlearningMethod
+    data: UnlearningDataModule
+    #: The source checkpoint and its metadata; ``model`` is loaded from it and is what the method changes.
+    source: Path
+    metadata: dict[str, Any]
+    model: nn.Module
+    #: A frozen copy of ``model`` before unlearning.
+    original: nn.Module
+    #: ``fresh(offset)``: a randomly initialised model of the architecture (seeded from ``seed + offset``).
+    fresh: Callable[..., nn.Module]
+    cache: TensorCache | None
+    #: The cache's counters before the run, so that the record holds this run's own.
+    cache_before: dict[str, Any]
+    context: MethodContext
+
+
+def load_source(cfg: DictConfig, data, seed: int, run_dir: Path) -> tuple[Path, dict[str, Any], nn.Module]:
+    """The source checkpoint (found or trained), its metadata, and the model loaded from it, checked against the run."""
+    source = find_source_checkpoint(cfg, data, run_dir)
+    check_source_outside(source, run_dir)
+    state, metadata = load_checkpoint(source)
+    expected = {"dataset": cfg.dataset.name, "label_kind": data.label_kind, "num_classes": data.num_classes,
+                "model": cfg.model.name}
+    if not cfg.get("checkpoint"):  # the registry keys models by training seed; its metadata must agree
+        expected["seed"] = seed
+    check_compatible(metadata, expected, source)
+    return source, metadata, load_into(build_model(cfg, data.num_classes, data.channels), state, source)
+
+
+def prepare_inputs(cfg: DictConfig, run_dir: Path) -> RunInputs:
+    """Stage 1: every setting checked and every input built; wrong settings fail here, before any long work."""
+    seed = start_job(cfg)
+    reference_kind(cfg)  # bad evaluation settings fail before any work is done
+    evaluation_settings(cfg, seed)
+    method = build_method(cfg)
+    task = build_task(cfg)
+    method.check_task(cfg.task.name)
+    data = build_datamodule(cfg, task)
+    data.setup()
+    source, metadata, model = load_source(cfg, data, seed, run_dir)
+    check_given_reference(cfg, data, seed)  # a wrong reference by path is refused before the method runs
+    original = copy.deepcopy(model).eval().requires_grad_(False)
+    fresh = fresh_model_factory(cfg, data, seed)
+    cache = build_cache(cfg)
+    context = MethodContext(
+        make_trainer=partial(make_trainer, cfg, False, default_root_dir=str(run_dir)),
+        fresh_model=fresh,
+        original=original,
+        task=str(cfg.task.name),
+        seed=seed,
+        training=training_settings(cfg.dataset.training, cfg.model.get("training")),
+        cache=cache,
+    )
+    return RunInputs(cfg=cfg, run_dir=run_dir, seed=seed, method=method, data=data, source=source,
+                     metadata=metadata, model=model, original=original, fresh=fresh, cache=cache,
+                     cache_before=cache.stats.as_dict() if cache is not None else {}, context=context)
+
+
+# ------------------------------------------------------------------ stage 2: the method
+def run_method(inputs: RunInputs) -> tuple[dict[str, Any], float]:
+    """Stage 2: the method on the model, in place; returns ``(what it reports, its wall time in seconds)``."""
+    data = inputs.data
+    L.seed_everything(inputs.seed, workers=True, verbose=False)
+    print(f"Unlearning {data.split.description} of {inputs.cfg.dataset.name} with method={inputs.cfg.method.name} "
+          f"({len(data.indices('forget'))} forget / {len(data.indices('retain'))} retain samples)")
+    start = time.perf_counter()
+    info = inputs.method.unlearn(inputs.model, data, inputs.context)
+    return info, time.perf_counter() - start
+
+
+# ------------------------------------------------------------------ stage 3: evaluation
 def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, fresh, cache, seed: int,
                  run_dir: Path) -> tuple[dict[str, Any], float, dict[str, Any] | None]:
-    """Metrics of the original and unlearned models (and of the retrained reference, when asked for).
+    """Stage 3: metrics of the original and unlearned models (and of the retrained reference, when asked for).
 
     Returns ``(metrics, evaluation seconds, reference record)``; training a missing reference
     does not count as evaluation time.
@@ -204,90 +290,42 @@ def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, f
     return metrics, time.perf_counter() - start, reference_record
 
 
-def _unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    seed = start_job(cfg)
-    reference_kind(cfg)  # bad evaluation settings fail before any work is done
-    evaluation_settings(cfg, seed)
-    method = build_method(cfg)
-    task = build_task(cfg)
-    method.check_task(cfg.task.name)
-    data = build_datamodule(cfg, task)
-    data.setup()
-    source = find_source_checkpoint(cfg, data, run_dir)
-    check_source_outside(source, run_dir)
-    state, metadata = load_checkpoint(source)
-    expected = {"dataset": cfg.dataset.name, "label_kind": data.label_kind, "num_classes": data.num_classes,
-                "model": cfg.model.name}
-    if not cfg.get("checkpoint"):  # the registry keys models by training seed; its metadata must agree
-        expected["seed"] = seed
-    check_compatible(metadata, expected, source)
-    model = load_into(build_model(cfg, data.num_classes, data.channels), state, source)
-    check_given_reference(cfg, data, seed)  # a wrong reference by path is refused before the method runs
-    original = copy.deepcopy(model).eval().requires_grad_(False)
-    fresh = fresh_model_factory(cfg, data, seed)
-    cache = build_cache(cfg)
-    cache_before = cache.stats.as_dict() if cache is not None else {}
-    context = MethodContext(
-        make_trainer=partial(make_trainer, cfg, False, default_root_dir=str(run_dir)),
-        fresh_model=fresh,
-        original=original,
+# ------------------------------------------------------------------ stage 4: the record
+def make_record(inputs: RunInputs, info: dict[str, Any], method_time: float, metrics: dict[str, Any],
+                evaluation_time: float, reference: dict[str, Any] | None) -> RunRecord:
+    """Stage 4: the run's :class:`RunRecord`, from its inputs, the method's report and the evaluation."""
+    cfg, data, cache = inputs.cfg, inputs.data, inputs.cache
+    return RunRecord(
+        status=COMPLETE,
+        job="unlearn",
+        method=str(cfg.method.name),
+        dataset=str(cfg.dataset.name),
+        model=str(cfg.model.name),
         task=str(cfg.task.name),
-        seed=seed,
-        training=training_settings(cfg.dataset.training, cfg.model.get("training")),
-        cache=cache,
-    )
-    L.seed_everything(seed, workers=True, verbose=False)
-    print(f"Unlearning {data.split.description} of {cfg.dataset.name} with method={cfg.method.name} "
-          f"({len(data.indices('forget'))} forget / {len(data.indices('retain'))} retain samples)")
-    start = time.perf_counter()
-    info = method.unlearn(model, data, context)
-    method_time = time.perf_counter() - start
-    if not is_rank_zero():
-        return None
-
-    metrics, evaluation_time, reference = evaluate_run(cfg, data, model, original, fresh, cache, seed, run_dir)
-    before, after = metrics["original"], metrics["unlearned"]
-    print_before_after(before, after, METRIC_NAMES, method_time, evaluation_time,
-                       metrics.get("retrained"), metrics.get("relative"))
-
-    save_checkpoint(run_dir / "unlearned", model.cpu(), {
-        **metadata, "unlearned_with": cfg.method.name, "unlearned_from": str(source), "forget": data.split.description,
-    })
-    results = {
-        "status": "complete",
-        "job": "unlearn",
-        "method": str(cfg.method.name),
-        "dataset": str(cfg.dataset.name),
-        "model": str(cfg.model.name),
-        "task": str(cfg.task.name),
-        "forget": data.split.description,
-        "forget_target": str(cfg.task.get("forget", "")) if cfg.task.name != "random" else None,
-        "experiment": experiment_name(),
-        "label_kind": data.label_kind,
-        "seed": seed,
-        "class_names": data.class_names,
-        "n_forget": int(len(data.indices("forget"))),
-        "n_retain": int(len(data.indices("retain"))),
-        "metrics": metrics,
-        "reference": reference,
-        "objective": objective(before, after),
-        "method_time_s": method_time,
-        "evaluation_time_s": evaluation_time,
-        "method_info": info,
-        "cache": None if cache is None else {
+        forget=data.split.description,
+        forget_target=str(cfg.task.get("forget", "")) if cfg.task.name != "random" else None,
+        experiment=experiment_name(),
+        label_kind=data.label_kind,
+        seed=inputs.seed,
+        class_names=data.class_names,
+        n_forget=int(len(data.indices("forget"))),
+        n_retain=int(len(data.indices("retain"))),
+        metrics=metrics,
+        reference=reference,
+        objective=objective(metrics["original"], metrics["unlearned"]),
+        method_time_s=method_time,
+        evaluation_time_s=evaluation_time,
+        method_info=info,
+        cache=None if cache is None else {
             "directory": str(cache.directory),
-            **{k: v - cache_before.get(k, 0) for k, v in cache.stats.as_dict().items()},
+            **{k: v - inputs.cache_before.get(k, 0) for k, v in cache.stats.as_dict().items()},
         },
-        "source_checkpoint": str(Path(source).resolve()),
-        "source_test_acc": metadata.get("test_acc"),
-        "source_seed": metadata.get("seed"),
-        "unlearned_checkpoint": str((run_dir / "unlearned").resolve()),
-        "config": config_record(cfg),
-    }
-    atomic_write_json(run_dir / RESULTS_FILE, results)
-    send_to_logger(cfg, results)
-    print(f"results: {run_dir / RESULTS_FILE}")
-    return results
+        source_checkpoint=str(Path(inputs.source).resolve()),
+        source_test_acc=inputs.metadata.get("test_acc"),
+        source_seed=inputs.metadata.get("seed"),
+        unlearned_checkpoint=str((inputs.run_dir / "unlearned").resolve()),
+        config=config_record(cfg),
+    )
 
 
 def config_record(cfg: DictConfig) -> dict[str, Any]:
@@ -296,20 +334,52 @@ def config_record(cfg: DictConfig) -> dict[str, Any]:
             for key in cfg if key != "hydra"}
 
 
-def send_to_logger(cfg: DictConfig, results: dict[str, Any]) -> None:
+# ------------------------------------------------------------------ stage 5: publish
+def save_unlearned(inputs: RunInputs) -> None:
+    """The unlearned model in ``run_dir/unlearned``, with its source's metadata and where it came from."""
+    save_checkpoint(inputs.run_dir / "unlearned", inputs.model.cpu(), {
+        **inputs.metadata, "unlearned_with": inputs.cfg.method.name, "unlearned_from": str(inputs.source),
+        "forget": inputs.data.split.description,
+    })
+
+
+def publish(record: RunRecord, cfg: DictConfig, run_dir: Path) -> None:
+    """Stage 5: write ``results.json`` (last, atomically: it marks the run finished) and tell the logger."""
+    record.write(run_dir / RESULTS_FILE)
+    send_to_logger(cfg, record)
+    print(f"results: {run_dir / RESULTS_FILE}")
+
+
+def send_to_logger(cfg: DictConfig, record: RunRecord) -> None:
+    """The record's numbers to the configured logger (CSV, TensorBoard, W&B), when there is one."""
     logger = build_logger(cfg)
     if not logger:
         return
-    metrics = {f"{stage}/{name}": value for stage, values in results["metrics"].items()
+    metrics = {f"{stage}/{name}": value for stage, values in record.metrics.items()
                for name, value in values.items() if isinstance(value, int | float)}
-    metrics.update(method_time_s=results["method_time_s"], evaluation_time_s=results["evaluation_time_s"],
-                   objective=results["objective"])
-    logger.log_hyperparams({"method": results["method"], "dataset": results["dataset"], "model": results["model"],
-                            "task": results["task"], "forget": results["forget"], "seed": results["seed"],
-                            **{f"method_info/{k}": v for k, v in results["method_info"].items()
+    metrics.update(method_time_s=record.method_time_s, evaluation_time_s=record.evaluation_time_s,
+                   objective=record.objective)
+    logger.log_hyperparams({"method": record.method, "dataset": record.dataset, "model": record.model,
+                            "task": record.task, "forget": record.forget, "seed": record.seed,
+                            **{f"method_info/{k}": v for k, v in record.method_info.items()
                                if isinstance(v, int | float | str)}})
     logger.log_metrics(metrics)
     logger.finalize("success")
+
+
+def _unlearn(cfg: DictConfig, run_dir: Path) -> RunRecord | None:
+    inputs = prepare_inputs(cfg, run_dir)
+    info, method_time = run_method(inputs)
+    if not is_rank_zero():
+        return None
+    metrics, evaluation_time, reference = evaluate_run(cfg, inputs.data, inputs.model, inputs.original,
+                                                       inputs.fresh, inputs.cache, inputs.seed, run_dir)
+    print_before_after(metrics["original"], metrics["unlearned"], METRIC_NAMES, method_time, evaluation_time,
+                       metrics.get("retrained"), metrics.get("relative"))
+    save_unlearned(inputs)
+    record = make_record(inputs, info, method_time, metrics, evaluation_time, reference)
+    publish(record, cfg, run_dir)
+    return record
 
 
 def unlearn_job(cfg: DictConfig) -> float | None:
@@ -318,9 +388,9 @@ def unlearn_job(cfg: DictConfig) -> float | None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     prepare_job(cfg)
-    if cfg.get("resume") and results_complete(run_dir / RESULTS_FILE):
-        previous = json.loads((run_dir / RESULTS_FILE).read_text())
+    if cfg.get("resume") and record_complete(run_dir / RESULTS_FILE):
+        previous = RunRecord.load(run_dir / RESULTS_FILE)
         print(f"resume: {run_dir / RESULTS_FILE} is complete, skipping this run")
-        return previous.get("objective")
+        return previous.objective
     results = unlearn(cfg, run_dir)
     return None if results is None else results["objective"]

@@ -1,6 +1,7 @@
 """Find every run under the given folders: complete results, and the runs that are missing.
 
-A run is a folder that holds a ``results.json`` (unlearn.py writes it last, atomically) or a
+A run is a folder that holds a ``results.json`` (unlearn.py writes it last, atomically; it is
+read through :class:`unlearning.record.RunRecord`, the class that writes it) or a
 Hydra ``.hydra/`` record. A run whose ``results.json`` is absent, unreadable or not
 ``complete`` is *missing*: the report lists it (with the error its log ends on) instead of
 failing, so that a partial sweep can be read while it runs or after some jobs failed. For a
@@ -22,8 +23,8 @@ import yaml
 
 from unlearning.errors import UserError
 from unlearning.evaluation.verdict import verdict
+from unlearning.record import RESULTS_FILE, RunRecord
 
-RESULTS_FILE = "results.json"
 METRICS = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
 #: The gold-standard figures (evaluation.strong_mia / probe), present in newer records.
 GOLD_METRICS = ("mia_strong", "mia_auc", "probe_forget_test_acc", "probe_forget_member", "probe_member_auc")
@@ -44,11 +45,19 @@ class Missing:
     reason: str
 
 
+@dataclass(frozen=True)
+class CompleteRun:
+    """A finished run: its record and the folder it was read from."""
+
+    record: RunRecord
+    run_dir: Path
+
+
 @dataclass
 class Collection:
-    """Complete runs (``results.json`` records with ``run_dir`` added) and missing ones."""
+    """Complete runs (their records and folders) and missing ones."""
 
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[CompleteRun] = field(default_factory=list)
     missing: list[Missing] = field(default_factory=list)
 
     def frame(self) -> pd.DataFrame:
@@ -83,9 +92,9 @@ def collect(paths: Sequence[str | Path]) -> Collection:
         for sweep in sweeps:
             if sweep in run_dir.parents:
                 found_overrides[sweep].add(frozenset(overrides))
-        results, problem = read_results(run_dir / RESULTS_FILE)
-        if results is not None:
-            collection.runs.append({**results, "run_dir": str(run_dir)})
+        record, problem = read_results(run_dir / RESULTS_FILE)
+        if record is not None:
+            collection.runs.append(CompleteRun(record, run_dir))
         elif job_of(run_dir) in (None, "unlearn"):  # train.py's runs are not unlearning runs
             collection.missing.append(Missing(run_dir, tuple(overrides), explain(run_dir, problem)))
     for sweep in sorted(sweeps, key=natural_key):
@@ -95,18 +104,18 @@ def collect(paths: Sequence[str | Path]) -> Collection:
     return collection
 
 
-def read_results(path: Path) -> tuple[dict[str, Any] | None, str]:
-    """(results, "") for a complete results.json, else (None, what is wrong with it)."""
+def read_results(path: Path) -> tuple[RunRecord | None, str]:
+    """(record, "") for a complete results.json, else (None, what is wrong with it)."""
     if not path.is_file():
         return None, "no results.json"
     try:
-        results = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         return None, f"unreadable results.json ({error})"
-    if not isinstance(results, dict) or results.get("status") != "complete":
-        status = results.get("status") if isinstance(results, dict) else None
-        return None, f"results.json has status {status!r}, not 'complete'"
-    return results, ""
+    record = RunRecord.from_json(data) if isinstance(data, dict) else None
+    if record is None or not record.complete:
+        return None, f"results.json has status {record.status if record else None!r}, not 'complete'"
+    return record, ""
 
 
 def read_yaml(path: Path) -> Any:
@@ -199,16 +208,16 @@ def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
 
 
 # ---------------------------------------------------------------------------- frame
-def forget_label(results: dict[str, Any]) -> str:
+def forget_label(record: RunRecord) -> str:
     """What was forgotten, as the table shows it (the random subset's seed is a seed, not a row)."""
-    if results.get("task") == "random":
-        return f"{results.get('n_forget')} random"
-    return str(results.get("forget_target") or results.get("forget"))
+    if record.task == "random":
+        return f"{record.n_forget} random"
+    return str(record.forget_target or record.forget)
 
 
-def method_params(results: dict[str, Any]) -> dict[str, Any]:
+def method_params(record: RunRecord) -> dict[str, Any]:
     """The method's hyperparameters from the recorded config, flattened (``noise_steps.fullclass``)."""
-    method = ((results.get("config") or {}).get("method") or {})
+    method = ((record.config or {}).get("method") or {})
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -222,36 +231,37 @@ def method_params(results: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def group_name(results: dict[str, Any]) -> str:
+def group_name(record: RunRecord) -> str:
     """The table a run belongs to: ``<experiment>-<model>``, or ``<dataset>-<labels>-<task>-<model>``
     for runs launched without ``experiment=``."""
-    experiment = results.get("experiment")
+    experiment = record.experiment
     if not experiment:
-        experiment = f"{results.get('dataset')}-{results.get('label_kind')}-{results.get('task')}"
-    return f"{experiment}-{results.get('model')}"
+        experiment = f"{record.dataset}-{record.label_kind}-{record.task}"
+    return f"{experiment}-{record.model}"
 
 
-def runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def runs_frame(runs: list[CompleteRun]) -> pd.DataFrame:
     """One row per complete run: identity, unlearned metrics, ``original_*`` metrics, ``param.*``."""
     rows = []
-    for order, results in enumerate(runs):
-        metrics = results.get("metrics") or {}
+    for order, run in enumerate(runs):
+        record = run.record
+        metrics = record.metrics or {}
         row = {
             "order": order,
-            "group": group_name(results),
-            "experiment": results.get("experiment"),
-            "dataset": results.get("dataset"),
-            "label_kind": results.get("label_kind"),
-            "model": results.get("model"),
-            "task": results.get("task"),
-            "method": results.get("method"),
-            "forget": forget_label(results),
-            "seed": results.get("seed"),
-            "n_forget": results.get("n_forget"),
-            "objective": results.get("objective"),
-            "method_time_s": results.get("method_time_s"),
-            "evaluation_time_s": results.get("evaluation_time_s"),
-            "run_dir": results.get("run_dir"),
+            "group": group_name(record),
+            "experiment": record.experiment,
+            "dataset": record.dataset,
+            "label_kind": record.label_kind,
+            "model": record.model,
+            "task": record.task,
+            "method": record.method,
+            "forget": forget_label(record),
+            "seed": record.seed,
+            "n_forget": record.n_forget,
+            "objective": record.objective,
+            "method_time_s": record.method_time_s,
+            "evaluation_time_s": record.evaluation_time_s,
+            "run_dir": str(run.run_dir),
         }
         for name in (*METRICS, *GOLD_METRICS):
             row[name] = (metrics.get("unlearned") or {}).get(name)
@@ -263,8 +273,8 @@ def runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
         row["original_tow"], row["original_js_forget"] = relative.get("tow_original"), relative.get("js_forget_original")
         row["original_js_test"] = relative.get("js_test_original")
         row["verdict"] = run_verdict(metrics)
-        row["source_seed"] = results.get("source_seed")
-        row.update({f"param.{k}": v for k, v in method_params(results).items()})
+        row["source_seed"] = record.source_seed
+        row.update({f"param.{k}": v for k, v in method_params(record).items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -18,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from unlearning.record import RunRecord  # noqa: E402
 
 ALPHA, LAMBDA = "param.alpha", "param.lambda_"
 DPI = 120
@@ -100,9 +101,9 @@ def annotate(ax: plt.Axes, values: np.ndarray) -> None:
                     color="black" if value > 60 else "white")
 
 
-def forgotten_class(record: dict[str, Any]) -> str | None:
+def forgotten_class(record: RunRecord) -> str | None:
     """The class whose test accuracy should drop: the class, or a sub-class's superclass."""
-    description = str(record.get("forget", ""))
+    description = str(record.forget or "")
     if description.startswith("sub-class ") and " of " in description:
         return description.rsplit(" of ", 1)[1]
     for prefix in ("class ", "superclass "):
@@ -111,22 +112,22 @@ def forgotten_class(record: dict[str, Any]) -> str | None:
     return None
 
 
-def per_class_figure(variants: list[tuple[str, dict[str, Any]]], path: Path, title: str) -> Path | None:
-    """Per-class test accuracy before (grey) and after (colour) for each (label, results) given."""
+def per_class_figure(variants: list[tuple[str, RunRecord]], path: Path, title: str) -> Path | None:
+    """Per-class test accuracy before (grey) and after (colour) for each (label, record) given."""
     variants = [(label, r) for label, r in variants
-                if (r.get("metrics") or {}).get("unlearned", {}).get("per_class_test_acc")]
+                if (r.metrics or {}).get("unlearned", {}).get("per_class_test_acc")]
     if not variants:
         return None
-    names = list(variants[0][1].get("class_names") or [])
-    before = variants[0][1]["metrics"]["original"]["per_class_test_acc"]
+    names = list(variants[0][1].class_names or [])
+    before = variants[0][1].metrics["original"]["per_class_test_acc"]
     names = names if len(names) == len(before) else [str(i) for i in range(len(before))]
     x = np.arange(len(names))
     target = forgotten_class(variants[0][1])
     fig, axes = plt.subplots(len(variants), 1, sharex=True, squeeze=False,
                              figsize=(min(24.0, max(6.0, 0.32 * len(names) + 2.5)), 1.7 * len(variants) + 1.2))
-    for ax, (label, results) in zip(axes[:, 0], variants, strict=True):
-        after = results["metrics"]["unlearned"]["per_class_test_acc"]
-        ax.bar(x - 0.2, results["metrics"]["original"]["per_class_test_acc"], 0.4, color="0.7", label="before")
+    for ax, (label, record) in zip(axes[:, 0], variants, strict=True):
+        after = record.metrics["unlearned"]["per_class_test_acc"]
+        ax.bar(x - 0.2, record.metrics["original"]["per_class_test_acc"], 0.4, color="0.7", label="before")
         ax.bar(x + 0.2, after, 0.4, color="tab:blue", label="after")
         if target in names:
             ax.axvspan(names.index(target) - 0.5, names.index(target) + 0.5, color="tab:red", alpha=0.12)

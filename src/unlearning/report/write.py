@@ -90,7 +90,7 @@ def group_figures(name: str, title: str, runs: pd.DataFrame, collection: Collect
         first_seed = chunk[chunk["seed"] == chunk["seed"].min()]
         if len(first_seed) > MAX_PER_CLASS_PANELS:
             continue
-        variants = [(f"{row.method}" + (f" ({row.setting})" if row.setting else ""), collection.runs[row.order])
+        variants = [(f"{row.method}" + (f" ({row.setting})" if row.setting else ""), collection.runs[row.order].record)
                     for row in first_seed.itertuples()]
         figures.append(per_class_figure(variants, folder / f"{name}_per_class_{slug(forget)}.png",
                                         f"{title}: forget {forget}, seed {first_seed['seed'].iloc[0]}"))
