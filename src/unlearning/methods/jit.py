@@ -57,7 +57,6 @@ class JiTModule(UnlearningModule):
 
 class JiT(UnlearningMethod):
     name = "jit"
-    uses_labels = False
 
     def __init__(self, sigma: float = 0.5, lr: float = 3e-4, copies: int = 25, batch_size: int = 128, epochs: int = 1,
                  train_mode: bool = False):
