@@ -13,10 +13,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from unlearning.distributed import is_rank_zero
+
 
 def trainer_shows_progress(trainer: Any) -> bool:
     """Whether ``trainer`` shows progress: its progress bar is on and this is rank 0."""
-    return getattr(trainer, "progress_bar_callback", None) is not None and bool(getattr(trainer, "is_global_zero", True))
+    return getattr(trainer, "progress_bar_callback", None) is not None and is_rank_zero()
 
 
 def progress(iterable: Iterable | None = None, description: str = "", enabled: bool = True,

@@ -275,10 +275,11 @@ def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, f
         reference_record = {"kind": "retrain", "checkpoint": str(path.resolve())}
     start = time.perf_counter()
     # The teacher, the original and the reference recur in every run of a sweep: their outputs are cached.
-    random_logits = teacher_logits(fresh(10_000).to(device), data, cache)
+    random_logits = teacher_logits(fresh(10_000).to(device), data, cache, show_progress=settings.show_progress)
 
     original_outputs, original_metrics = evaluate_recurring(original.to(device), data, random_logits, settings, cache)
-    unlearned_outputs = model_outputs(model.to(device), data, features=settings.probe)
+    unlearned_outputs = model_outputs(model.to(device), data, features=settings.probe,
+                                     show_progress=settings.show_progress)
     metrics = {"original": original_metrics,
                "unlearned": metrics_of(unlearned_outputs, data, random_logits, settings)}
     if reference is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from unlearning.distributed import is_rank_zero
 from unlearning.evaluation.predictions import predict
 from unlearning.fingerprint import dataset_digest, split_digest, weights_digest
 from unlearning.methods.ssd.core import (
@@ -137,7 +138,7 @@ class SSDCallback(L.Callback):
         agree = (lambda choice: choice) if trainer.world_size == 1 else (
             lambda choice: trainer.strategy.broadcast(choice, src=0))
         return DampeningRequest.from_datamodule(trainer.datamodule, self.variant, self.batch_size, agree=agree,
-                                                is_zero=trainer.is_global_zero,
+                                                is_zero=is_rank_zero(),
                                                 show_progress=trainer_shows_progress(trainer))
 
     # ------------------------------------------------------------------ shard -> accumulate -> reduce
@@ -197,7 +198,7 @@ class SSDCallback(L.Callback):
         if self.cache is None:
             return compute()
         parts = None
-        if trainer.is_global_zero:
+        if is_rank_zero():
             if self._weights is None:
                 self._weights = weights_digest(model)
             parts = importance_parts(self._weights, trainer.datamodule, split, self.variant, self.batch_size,
