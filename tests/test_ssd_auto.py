@@ -142,10 +142,12 @@ def test_auto_never_reads_test_data(auto_run):
 @pytest.mark.parametrize("method", ["ssd", "lfssd"])
 def test_method_ssd_alone_keeps_the_papers_alpha(method, tmp_path):
     cfg = compose_config("unlearn", [f"method={method}", f"paths.root_dir={tmp_path}", *QUIET])
+    from unlearning.methods.ssd import FixedAlpha, SearchedAlpha
+
     chosen = build_method(cfg)
-    assert chosen.alpha == 10.0 and chosen.lambda_ == 1.0 and chosen.auto is None
+    assert isinstance(chosen.policy, FixedAlpha) and (chosen.policy.alpha, chosen.policy.lambda_) == (10.0, 1.0)
     auto = build_method(compose_config("unlearn", [f"method={method}", "method.alpha=auto", *QUIET]))
-    assert auto.auto is not None and auto.variant == method
+    assert isinstance(auto.policy, SearchedAlpha) and auto.variant == method
 
 
 def test_auto_settings_mistakes_are_user_errors():
