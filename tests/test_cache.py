@@ -316,3 +316,15 @@ def test_parallel_jobs_wait_for_the_one_computing(tmp_path):
     lock2.write_text("a live job\n")
     impatient.get_or_compute(dict(PARTS, batch_size=10), lambda: calls.append(2) or entry())
     assert calls[-1] == 2, "after wait_s the waiter computes the entry itself"
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_importance_passes_show_progress_only_when_the_trainer_does(shown, capfd):
+    """Minutes of importance passes on CIFAR or ViT must not be silent; tests and sweeps turn bars off."""
+    model, data = small_cnn(0), digits_data()
+    trainer = lambda **kw: L.Trainer(accelerator="cpu", devices=1, logger=False,  # noqa: E731
+                                     enable_progress_bar=shown, enable_model_summary=False, **kw)
+    context = MethodContext(make_trainer=trainer, fresh_model=small_cnn, original=model, task="fullclass")
+    SSD(alpha=1.0, cache=False).unlearn(model, data, context)
+    err = capfd.readouterr().err
+    assert ("SSD importance over full" in err and "SSD importance over forget" in err) is shown
