@@ -31,7 +31,13 @@ from unlearning.methods.ssd.core import (
     zero_importances,
 )
 from unlearning.methods.ssd.distributed import RankZeroAgreement, ShardedBatchSampler, sum_over_ranks
-from unlearning.methods.ssd.policies import AlphaPolicy, DampeningRequest, FixedAlpha, ImportanceReference
+from unlearning.methods.ssd.policies import (
+    AlphaPolicy,
+    DampeningRequest,
+    FixedAlpha,
+    ImportanceReference,
+    grouped_by,
+)
 from unlearning.progress import progress, trainer_shows_progress
 
 #: Bump when the importance computation changes in a way that changes its numbers.
@@ -167,7 +173,7 @@ class SSDCallback(L.Callback):
         and summed across ranks (one forward pass over ``split`` in all).
         """
         data = trainer.datamodule
-        if self.variant == "ssd":
+        if grouped_by(self.variant) == "label":
             return torch.as_tensor(data.labels_of(split), dtype=torch.long)
         n = len(data.indices(split))
         sampler = ShardedBatchSampler(n, self.batch_size, trainer.global_rank, trainer.world_size)
@@ -204,8 +210,7 @@ class SSDCallback(L.Callback):
             parts = importance_parts(self._weights, trainer.datamodule, split, self.variant, self.batch_size,
                                      self.autocast_dtype, self.channels_last)
             if parts is not None and reference.by_class:
-                grouped_by = "label" if self.variant == "ssd" else "predicted class"
-                parts["batches"] = f"one class each: {grouped_by}"
+                parts["batches"] = f"one class each: {grouped_by(self.variant)}"
         agreement = RankZeroAgreement(trainer.strategy, zero_importances(model)) if trainer.world_size > 1 else None
         value, use = self.cache.get_or_compute_agreed(parts, compute, agreement)
         self.cache_use[split] = use

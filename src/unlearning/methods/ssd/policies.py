@@ -48,6 +48,11 @@ class ImportanceReference:
     by_class: bool = False
 
 
+def grouped_by(variant: str) -> str:
+    """What class-coherent batches group by: SSD reads labels anyway; LFSSD must not."""
+    return "label" if variant == "ssd" else "predicted class"
+
+
 @dataclass
 class DampeningRequest:
     """What a policy may use besides the model and the two importances (training data only).
@@ -72,8 +77,8 @@ class DampeningRequest:
 
     @property
     def grouped_by(self) -> str:
-        """What class-coherent batches group by: SSD reads labels anyway; LFSSD must not."""
-        return "label" if self.variant == "ssd" else "predicted class"
+        """What class-coherent batches group by (:func:`grouped_by`)."""
+        return grouped_by(self.variant)
 
     @classmethod
     def from_datamodule(cls, data: Any, variant: str = "ssd", batch_size: int = 64, **options: Any) -> DampeningRequest:
