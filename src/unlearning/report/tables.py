@@ -189,17 +189,15 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right: int) -> str:
-    """A GitHub Markdown table; columns from index ``right`` on are right-aligned."""
-    cells = [list(headers), *[[c.replace("|", "\\|") for c in r] for r in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    """A GitHub Markdown table; columns from index ``right`` on are right-aligned.
 
-    def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if i >= right else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(row, widths, strict=True))) + " |"
-
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if i >= right else ("-" * (w + 2))
-                          for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+    pandas' ``to_markdown`` (tabulate's pipe format) does the layout; the cells are already
+    formatted text ("98.25 ± 0.18", "6 of 30"), so number parsing is off, and a literal ``|`` is
+    escaped here because tabulate leaves it as it is (it would split the cell in the rendered table).
+    """
+    frame = pd.DataFrame([[c.replace("|", "\\|") for c in r] for r in rows], columns=list(headers))
+    align = ["right" if i >= right else "left" for i in range(len(headers))]
+    return frame.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True)
 
 
 def caption(runs: pd.DataFrame) -> str:
