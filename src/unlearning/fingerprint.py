@@ -101,15 +101,26 @@ def dataset_digest(data: Any) -> str | None:
             "name": bundle.name, "train": train, "test": test, "channels": bundle.channels,
             "native_size": bundle.native_size, "input_size": data.input_size,
             "transform": repr(getattr(data, "_eval_transform", None)),
+            **_corruption_part(data),
         })
     data._unlearning_dataset_digest = value
     return value or None
+
+
+def _corruption_part(data: Any) -> dict[str, Any]:
+    """A poisoned or mislabelled D is other data: its key and trigger join the digest (absent for clean D)."""
+    corruption = getattr(data, "corruption", None)
+    if corruption is None:
+        return {}
+    return {"corruption": corruption.key, "trigger": repr(corruption.trigger)}
 
 
 def split_digest(data: Any, split: str, with_labels: bool) -> str:
     """Digest of the sample indices of ``split`` in loader order (and of their labels if they matter)."""
     parts = {"side": "test" if split.endswith("test") else "train",
              "indices": digest_array(np.asarray(data.indices(split), dtype=np.int64))}
+    if split == "triggered_test":  # the same indices as the test set, other images
+        parts["triggered"] = True
     if with_labels:
         parts["labels"] = digest_array(np.asarray(data.labels_of(split), dtype=np.int64))
     return digest_json(parts)

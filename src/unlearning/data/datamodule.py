@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import lightning as L
 import numpy as np
@@ -10,26 +11,38 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unlearning.data.bundle import DatasetBundle, ImageSource
+from unlearning.data.corruption import Corruption, Trigger
 from unlearning.data.splits import ForgetSplit, ForgettingTask
 from unlearning.data.transforms import build_transform
 from unlearning.errors import UserError
 from unlearning.validate import whole_number
 
-SPLITS = ("full", "retain", "forget", "test", "retain_test", "forget_test")
+#: ``triggered_test``: every test image with a poison task's trigger pasted on, with its true label.
+SPLITS = ("full", "retain", "forget", "test", "retain_test", "forget_test", "triggered_test")
 
 
 class LabelledImages(Dataset):
-    """``(transform(image), label)`` for the chosen indices of an image source."""
+    """``(transform(image), label)`` for the chosen indices of an image source.
 
-    def __init__(self, images: ImageSource, labels: np.ndarray, indices: np.ndarray, transform: Callable):
+    With a ``trigger``, the images whose source index is set in ``triggered`` (a mask over the
+    source) get it pasted after the transform: a poisoned training set or a triggered test set
+    is a view, never a copy.
+    """
+
+    def __init__(self, images: ImageSource, labels: np.ndarray, indices: np.ndarray, transform: Callable,
+                 trigger: Trigger | None = None, triggered: np.ndarray | None = None):
         self.images, self.labels, self.indices, self.transform = images, labels, indices, transform
+        self.trigger, self.triggered = trigger, triggered
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
         index = int(self.indices[position])
-        return self.transform(self.images[index]), int(self.labels[index])
+        image = self.transform(self.images[index])
+        if self.trigger is not None and (self.triggered is None or self.triggered[index]):
+            image = self.trigger.apply(image)
+        return image, int(self.labels[index])
 
 
 class UnlearningDataModule(L.LightningDataModule):
@@ -37,7 +50,11 @@ class UnlearningDataModule(L.LightningDataModule):
 
     ``labels`` is the dataset's own label kind ("fine", or "coarse" for CIFAR-20); a
     sub-class task switches the model to coarse labels. ``task=None`` serves training only
-    (D and the test set), which is what ``train.py`` needs.
+    (D and the test set), which is what ``train.py`` needs; ``corrupt_with`` then names a
+    poison or mislabel task whose corrupted D the model is trained on (a forgetting task
+    corrupts D itself). The corruption, when there is one, is :attr:`corruption`: training
+    labels are the corrupted ones everywhere, and poisoned images carry the trigger in every
+    training split.
     """
 
     def __init__(
@@ -52,9 +69,12 @@ class UnlearningDataModule(L.LightningDataModule):
         eval_batch_size: int = 256,
         num_workers: int = 0,
         pin_memory: bool = False,
+        corrupt_with: ForgettingTask | None = None,
     ):
         super().__init__()
         self.builder, self.task, self.dataset_labels = builder, task, labels
+        self.corrupt_with = task if task is not None else corrupt_with
+        self.corruption: Corruption | None = None
         self.aliases = dict(aliases or {})
         self.image_size = None if image_size is None else whole_number(
             image_size, "model.image_size / dataset.image_size", hint="It is the side in pixels the model sees.")
@@ -82,12 +102,18 @@ class UnlearningDataModule(L.LightningDataModule):
         bundle = self.builder()
         if kind == "coarse" and not bundle.has_coarse:
             raise UserError(f"dataset {bundle.name} has no coarse labels; use dataset labels: fine.")
+        size = self.image_size or bundle.native_size
+        clean = bundle  # splits are drawn on the true labels (a corruption's own draw must not see itself)
+        if self.corrupt_with is not None:
+            kind = self.corrupt_with.label_kind(bundle, kind)
+            self.corruption = self.corrupt_with.corruption(bundle, size, self.aliases)
+            if self.corruption is not None:  # what the model was trained on, everywhere
+                bundle = replace(bundle, train_fine=self.corruption.labels)
         if self.task is not None:
             kind = self.task.label_kind(bundle, kind)
-            self.split = self.task.split(bundle, kind, self.aliases)
+            self.split = self.task.split(clean, kind, self.aliases)
             self.split.check(len(bundle.train_fine))
         self.bundle, self.label_kind = bundle, kind
-        size = self.image_size or bundle.native_size
         self._eval_transform = build_transform(bundle.mean, bundle.std, bundle.native_size, size)
         self._train_transform = build_transform(bundle.mean, bundle.std, bundle.native_size, size, self.augment)
 
@@ -114,7 +140,7 @@ class UnlearningDataModule(L.LightningDataModule):
     def indices(self, split: str) -> np.ndarray:
         """Indices into the train ("full", "retain", "forget") or test set of ``split``."""
         self._require_setup()
-        if split in ("full", "test"):
+        if split in ("full", "test", "triggered_test"):
             return np.arange(len(self.bundle.train_fine if split == "full" else self.bundle.test_fine))
         if self.split is None:
             raise RuntimeError(f"split {split!r} needs a forgetting task")
@@ -138,7 +164,17 @@ class UnlearningDataModule(L.LightningDataModule):
         side = "test" if split.endswith("test") else "train"
         images = self.bundle.test_images if side == "test" else self.bundle.train_images
         transform = self._train_transform if augment else self._eval_transform
-        return LabelledImages(images, self.bundle.labels(self.label_kind, side), self.indices(split), transform)
+        trigger = self.corruption.trigger if self.corruption is not None else None
+        if split == "triggered_test":
+            if trigger is None:
+                raise RuntimeError("the triggered test set needs a poison task")
+            triggered = None  # every test image
+        elif side == "train" and trigger is not None:
+            triggered = self.corruption.mask
+        else:
+            trigger = triggered = None
+        return LabelledImages(images, self.bundle.labels(self.label_kind, side), self.indices(split), transform,
+                              trigger, triggered)
 
     def loader(
         self,

@@ -1,4 +1,4 @@
-"""Forget/retain splits for full-class, sub-class and random forgetting.
+"""Forget/retain splits for full-class, sub-class, random, poison and mislabel forgetting.
 
 Each task is a small object built by Hydra from ``conf/task/*.yaml``; it decides which
 label set the model uses (fine or coarse) and which training/test samples are forgotten.
@@ -15,6 +15,17 @@ import numpy as np
 
 from unlearning.data.bundle import DatasetBundle
 from unlearning.data.classes import resolve_class
+from unlearning.data.corruption import (
+    Corruption,
+    Trigger,
+    identified_subset,
+    maximum_normalised_value,
+    mislabel,
+    mislabel_settings,
+    poison,
+    poison_settings,
+    trigger_size,
+)
 from unlearning.errors import UserError
 
 
@@ -51,6 +62,10 @@ class ForgettingTask(ABC):
 
     def label_kind(self, bundle: DatasetBundle, dataset_labels: str) -> str:
         return dataset_labels
+
+    def corruption(self, bundle: DatasetBundle, image_size: int, aliases: dict | None = None) -> Corruption | None:
+        """The training data's corruption the model was trained with (poison, mislabel); None: clean D."""
+        return None
 
     @abstractmethod
     def split(self, bundle: DatasetBundle, label_kind: str, aliases: dict | None = None) -> ForgetSplit: ...
@@ -151,6 +166,81 @@ class GivenSamples(ForgettingTask):
         retain_train, forget_train = _complement(mask)
         return ForgetSplit(retain_train, forget_train, np.arange(len(bundle.test_fine)), np.array([], dtype=np.int64),
                            self.description, None)
+
+
+class CorruptionTask(ForgettingTask):
+    """Bad training samples, partly identified: Df = the identified ones, Dr = all else (unidentified included).
+
+    The model was trained on the corrupted D (:meth:`corruption`); only ``identified`` (a share
+    of the corrupted samples) or ``identified_count`` of them are known and forgotten. The rest
+    stay in Dr as loaded, with their wrong labels (and trigger), as the reference code does: a
+    method that fine-tunes on Dr relearns them. The test set is shared (no Df-test).
+    """
+
+    kind = ""
+
+    def __init__(self, identified: float | None = None, identified_count: int | None = None,
+                 identified_seed: int = 0):
+        self.identified, self.identified_count, self.identified_seed = identified, identified_count, identified_seed
+
+    def label_kind(self, bundle: DatasetBundle, dataset_labels: str) -> str:
+        if dataset_labels != "fine":
+            raise UserError(f"task={self.name} corrupts the dataset's own (fine) labels; {bundle.name} was asked "
+                            f"for {dataset_labels} labels. Leave labels unset (dataset.labels=fine).")
+        return "fine"
+
+    def split(self, bundle: DatasetBundle, label_kind: str, aliases: dict | None = None) -> ForgetSplit:
+        self.label_kind(bundle, label_kind)
+        corruption = self.corruption(bundle, bundle.native_size, aliases)
+        forget_train = identified_subset(corruption.indices, self.identified, self.identified_count,
+                                         self.identified_seed, f"task={self.name}")
+        mask = np.zeros(len(bundle.train_fine), dtype=bool)
+        mask[forget_train] = True
+        retain_train, forget_train = _complement(mask)
+        return ForgetSplit(
+            retain_train, forget_train, np.arange(len(bundle.test_fine)), np.array([], dtype=np.int64),
+            f"{len(forget_train)} of {len(corruption.indices)} {self.kind} samples identified", corruption.target,
+        )
+
+
+class PoisonTask(CorruptionTask):
+    """Backdoor poisons (Potion): ``poison`` = {share | count, target, trigger_size, seed}; see conf/task/poison.yaml."""
+
+    name = kind = "poison"
+
+    def __init__(self, poison: dict, identified: float | None = None, identified_count: int | None = None,
+                 identified_seed: int = 0):
+        super().__init__(identified, identified_count, identified_seed)
+        self.settings = poison_settings(poison)
+
+    def corruption(self, bundle: DatasetBundle, image_size: int, aliases: dict | None = None) -> Corruption:
+        s = self.settings
+        target = resolve_class(s["target"], bundle.fine_names, aliases, what="poison target class",
+                               dataset=_title(bundle, "fine"))
+        trigger = Trigger(trigger_size(s["trigger_size"], int(image_size)),
+                          maximum_normalised_value(bundle.mean, bundle.std))
+        return poison(bundle.train_fine, bundle.fine_names, share=s["share"], count=s["count"], target=target,
+                      seed=s["seed"], trigger=trigger, settings=s)
+
+
+class MislabelTask(CorruptionTask):
+    """Data-entry errors (ASSD): ``mislabel`` = {share | count, mode random | swap, classes, seed}."""
+
+    name = kind = "mislabel"
+
+    def __init__(self, mislabel: dict, identified: float | None = None, identified_count: int | None = None,
+                 identified_seed: int = 0):
+        super().__init__(identified, identified_count, identified_seed)
+        self.settings = mislabel_settings(mislabel)
+
+    def corruption(self, bundle: DatasetBundle, image_size: int, aliases: dict | None = None) -> Corruption:
+        s = self.settings
+        classes = None
+        if s["classes"] is not None:
+            classes = tuple(resolve_class(c, bundle.fine_names, aliases, what="mislabel class",
+                                          dataset=_title(bundle, "fine")) for c in s["classes"])
+        return mislabel(bundle.train_fine, bundle.fine_names, share=s["share"], count=s["count"], mode=s["mode"],
+                        classes=classes, seed=s["seed"], settings=s)
 
 
 def _as_count(value: object) -> int:

@@ -48,12 +48,15 @@ def build_task(cfg: DictConfig) -> ForgettingTask:
     return instantiate_plain(task_cfg)
 
 
-def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str | None = None) -> UnlearningDataModule:
+def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str | None = None,
+                     corrupt_with: ForgettingTask | None = None) -> UnlearningDataModule:
+    """The data module of ``cfg.dataset`` for ``task`` (None: training only, on D corrupted by ``corrupt_with``)."""
     dataset = cfg.dataset
     builder_cfg = dataset.builder
     return UnlearningDataModule(
         builder=lambda: instantiate_plain(builder_cfg),
         task=task,
+        corrupt_with=corrupt_with,
         labels=labels or dataset.labels,
         aliases=OmegaConf.to_container(dataset.aliases, resolve=True),
         image_size=image_size(cfg),

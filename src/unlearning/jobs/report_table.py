@@ -20,7 +20,18 @@ LABELS = {
     "mia_auc": "strong MIA AUC",
     "probe_forget_test_acc": "probe Df-test acc %",
     "probe_forget_member": "probe Df member",
+    "healed_acc": "triggered test acc % (healed)",
+    "attack_success": "attack success %",
+    "poison_acc": "all poisons: target acc %",
+    "poison_identified_acc": "identified poisons (Df) %",
+    "poison_unidentified_acc": "unidentified poisons %",
+    "error_acc": "all errors: wrong-label acc %",
+    "error_identified_acc": "identified errors (Df) %",
+    "error_unidentified_acc": "unidentified errors %",
+    "error_true_acc": "all errors: true-label acc %",
 }
+#: Percentages that are not accuracies.
+PERCENT = ("attack_success",)
 #: Figures that exist only for some tasks or settings: shown when present.
 OPTIONAL = ("mia_strong", "mia_auc", "probe_forget_test_acc", "probe_forget_member")
 
@@ -28,7 +39,7 @@ OPTIONAL = ("mia_strong", "mia_auc", "probe_forget_test_acc", "probe_forget_memb
 def format_metric(value: float, name: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.2f}" if name.endswith("_acc") else f"{value:.3f}"
+    return f"{value:.2f}" if name.endswith("_acc") or name in PERCENT else f"{value:.3f}"
 
 
 def print_before_after(before: dict, after: dict, names: Sequence[str], method_time: float, eval_time: float,

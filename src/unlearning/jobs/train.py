@@ -12,11 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 from unlearning.distributed import is_rank_zero
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
-from unlearning.jobs.builders import build_datamodule, build_logger, build_model, make_trainer
+from unlearning.jobs.builders import build_datamodule, build_logger, build_model, build_task, make_trainer
 from unlearning.jobs.launched import prepare_job
 from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, save_checkpoint
 from unlearning.models.classifier import classifier_for_schedule, training_settings
-from unlearning.models.registry import model_metadata, registry_path
+from unlearning.models.registry import corruption_key_of, model_metadata, registry_path
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import positive_number, whole_number
@@ -46,7 +46,9 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     one is only replaced with ``overwrite=true``. The run's own copy stays in its folder.
     """
     start_job(cfg)
-    data = build_datamodule(cfg, task=None, labels=labels or cfg.get("labels") or None)
+    # task=poison|mislabel: the model is trained on that corrupted D (and published under its key)
+    corrupt_with = build_task(cfg) if corruption_key_of(cfg) else None
+    data = build_datamodule(cfg, task=None, labels=labels or cfg.get("labels") or None, corrupt_with=corrupt_with)
     data.setup()
     settings = training_settings(cfg.dataset.training, cfg.model.get("training"))
     data.batch_size = whole_number(settings.get("batch_size", data.batch_size), "dataset.training.batch_size")

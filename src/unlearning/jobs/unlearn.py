@@ -34,6 +34,7 @@ from unlearning.cache import TensorCache
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.distributed import is_rank_zero, wait_for_rank_zero
 from unlearning.errors import UserError
+from unlearning.evaluation.corruption import corruption_metrics, corruption_names, triggered_test_logits
 from unlearning.evaluation.evaluate import (
     METRIC_NAMES,
     EvaluationSettings,
@@ -214,6 +215,8 @@ def load_source(cfg: DictConfig, data, seed: int, run_dir: Path) -> tuple[Path, 
                 "model": cfg.model.name}
     if not cfg.get("checkpoint"):  # the registry keys models by training seed; its metadata must agree
         expected["seed"] = seed
+    # A model trained on poisoned or mislabelled data is another model: the corruption must be this task's.
+    expected["corruption_key"] = data.corruption.key if data.corruption is not None else None
     check_compatible(metadata, expected, source)
     return source, metadata, load_into(build_model(cfg, data.num_classes, data.channels), state, source)
 
@@ -285,6 +288,16 @@ def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, f
     if reference is not None:
         reference_outputs, metrics["retrained"] = evaluate_recurring(reference.to(device), data, random_logits,
                                                                      settings, cache)
+    # poison / mislabel: healing and memorised errors, for every model (the triggered pass is cached
+    # for the models that recur in every run of a sweep)
+    for stage, stage_model, outputs, stage_cache in (("original", original, original_outputs, cache),
+                                                     ("unlearned", model, unlearned_outputs, None),
+                                                     ("retrained", reference, None, cache)):
+        if stage in metrics and data.corruption is not None:
+            outputs = outputs if outputs is not None else reference_outputs
+            triggered = triggered_test_logits(stage_model, data, stage_cache, settings.show_progress)
+            metrics[stage].update(corruption_metrics(outputs.train_logits, triggered, data))
+    if reference is not None:
         metrics["relative"] = compare_with_reference(
             (unlearned_outputs, metrics["unlearned"]), (original_outputs, metrics["original"]),
             (reference_outputs, metrics["retrained"]), data)
@@ -375,7 +388,8 @@ def _unlearn(cfg: DictConfig, run_dir: Path) -> RunRecord | None:
         return None
     metrics, evaluation_time, reference = evaluate_run(cfg, inputs.data, inputs.model, inputs.original,
                                                        inputs.fresh, inputs.cache, inputs.seed, run_dir)
-    print_before_after(metrics["original"], metrics["unlearned"], METRIC_NAMES, method_time, evaluation_time,
+    print_before_after(metrics["original"], metrics["unlearned"], (*METRIC_NAMES, *corruption_names(inputs.data)),
+                       method_time, evaluation_time,
                        metrics.get("retrained"), metrics.get("relative"))
     save_unlearned(inputs)
     record = make_record(inputs, info, method_time, metrics, evaluation_time, reference)

@@ -13,7 +13,8 @@ from torch import nn
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.errors import UserError
 
-TASKS = ("fullclass", "subclass", "random")
+#: Every task a method can be asked for; poison and mislabel forget identified bad training samples.
+TASKS = ("fullclass", "subclass", "random", "poison", "mislabel")
 
 
 @dataclass
@@ -47,6 +48,9 @@ class UnlearningMethod(ABC):
 
     name: str = ""
     supported_tasks: tuple[str, ...] = TASKS
+    #: The training data the method reads, as the report's "data needed" column shows it: "none",
+    #: "Dr only", "Df only", "class only" (no samples, only which classes to forget) or "Df + Dr".
+    data_needed: str = "Df + Dr"
 
     def check_task(self, task: str) -> None:
         if task not in self.supported_tasks:

@@ -14,13 +14,28 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from unlearning.data.corruption import task_corruption_key
 from unlearning.models.checkpoints import checkpoint_name
 from unlearning.reproducibility import seed_of
 
 
+def corruption_key_of(cfg: DictConfig) -> str | None:
+    """The key of the corrupted D (``task=poison|mislabel``) the model is trained on; None for clean D."""
+    task = cfg.get("task")
+    if task is None:
+        return None
+    return task_corruption_key(OmegaConf.to_container(task, resolve=True))
+
+
 def source_name(cfg: DictConfig, label_kind: str, input_size: int, seed: int) -> str:
-    """The registry name of the source model trained with ``seed`` (references and shadows are named after it)."""
-    return checkpoint_name(cfg.dataset.name, label_kind, cfg.model.name, input_size, seed)
+    """The registry name of the source model trained with ``seed`` (references and shadows are named after it).
+
+    A model trained on poisoned or mislabelled data carries its corruption's key
+    (``...-seed0-poison-1a2b3c4d5e``): it is another model than the clean one.
+    """
+    name = checkpoint_name(cfg.dataset.name, label_kind, cfg.model.name, input_size, seed)
+    key = corruption_key_of(cfg)
+    return f"{name}-{key}" if key else name
 
 
 def registry_path(cfg: DictConfig, label_kind: str, input_size: int) -> Path:
@@ -40,6 +55,8 @@ def model_metadata(cfg: DictConfig, data, **extra: Any) -> dict[str, Any]:
         "channels": data.channels,
         "model_config": OmegaConf.to_container(cfg.model, resolve=True),
         "seed": int(cfg.seed),
+        "corruption_key": data.corruption.key if getattr(data, "corruption", None) is not None else None,
+        "corruption": data.corruption.metadata() if getattr(data, "corruption", None) is not None else None,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
     }

@@ -24,7 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VARIANTS = ("ssd", "lfssd")
+#: ssd: cross-entropy, grad^2 (the paper); lfssd: squared L2 norm of the logits, |grad| (label-free);
+#: potion: the L2 norm of the logits *not* squared, |grad| (Potion's outlier-resistant importance,
+#: the reference code's XALFSSD: a few large outputs weigh less than under the square).
+VARIANTS = ("ssd", "lfssd", "potion")
 #: Names accepted for the importance pass's autocast (``None``: float32 throughout, the default).
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -40,11 +43,13 @@ def autocast_dtype(name: str | None) -> torch.dtype | None:
 
 
 def importance_loss(logits: torch.Tensor, labels: torch.Tensor | None, variant: str) -> torch.Tensor:
-    """Batch-mean cross-entropy (SSD) or mean squared L2 norm of the logits (LFSSD)."""
+    """Batch-mean cross-entropy (SSD), mean squared L2 norm of the logits (LFSSD) or mean L2 norm (Potion)."""
     if variant == "ssd":
         return F.cross_entropy(logits, labels)
     if variant == "lfssd":
         return torch.norm(logits, p="fro", dim=1).pow(2).mean()
+    if variant == "potion":
+        return torch.norm(logits, p="fro", dim=1).mean()
     raise ValueError(f"unknown SSD variant {variant!r}; valid: {', '.join(VARIANTS)}")
 
 

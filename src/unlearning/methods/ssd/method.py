@@ -17,13 +17,15 @@ from unlearning.methods.ssd.policies import (
     AlphaPolicy,
     FixedAlpha,
     PercentileAlpha,
+    PTNSearch,
+    PTNSettings,
     SearchedAlpha,
 )
 from unlearning.methods.ssd.search import auto_settings, is_auto
 from unlearning.validate import whole_number
 
 #: ``method.policy`` values: how alpha is chosen (docs/methods.md).
-POLICIES = ("fixed", "percentile", "auto")
+POLICIES = ("fixed", "percentile", "auto", "ptn")
 
 
 class SSD(UnlearningMethod):
@@ -32,7 +34,9 @@ class SSD(UnlearningMethod):
     ``policy`` picks how alpha is chosen: ``fixed`` (``alpha``, ``lambda_``: the paper),
     ``percentile`` (ASSD: from the ratios of the importances, ``reference_split`` retain or
     full), ``auto`` (the per-request search tuned by ``auto``, docs/auto_ssd.md; lambda is
-    then chosen with alpha). ``alpha=auto`` is a shorthand for ``policy=auto``.
+    then chosen with alpha), ``ptn`` (Potion's search tuned by ``ptn``: ASSD's rule with the
+    share searched until Df's accuracy falls to rho x its own, docs/poison.md). ``alpha=auto``
+    is a shorthand for ``policy=auto``.
 
     The importances are computed by :class:`SSDCallback` on every device of the configured
     strategy; ``trainer=ddp`` spreads them over processes with identical results. ``cache``
@@ -46,10 +50,11 @@ class SSD(UnlearningMethod):
 
     def __init__(self, alpha: float | str | None = 10.0, lambda_: float = 1.0, variant: str = "ssd",
                  batch_size: int = 64, cache: bool = True, autocast: str | None = None, channels_last: bool = False,
-                 policy: str = "fixed", reference_split: str = "retain", auto: dict[str, Any] | None = None):
+                 policy: str = "fixed", reference_split: str = "retain", auto: dict[str, Any] | None = None,
+                 ptn: dict[str, Any] | None = None):
         if variant not in VARIANTS:
             raise UserError(f"method.variant={variant!r} is unknown; valid: {', '.join(VARIANTS)}.")
-        self.policy = alpha_policy(policy, alpha, lambda_, reference_split, auto)
+        self.policy = alpha_policy(policy, alpha, lambda_, reference_split, auto, ptn)
         self.batch_size = whole_number(batch_size, "method.batch_size",
                                        hint="It is the importance pass's batch size (paper: 64).")
         try:
@@ -61,7 +66,7 @@ class SSD(UnlearningMethod):
             raise UserError(f"method.cache and method.channels_last must be true or false, got "
                             f"{cache!r} and {channels_last!r}.")
         self.variant, self.cache, self.channels_last = variant, cache, channels_last
-        self.name = "assd" if self.policy.name == "percentile" else variant
+        self.name = {"percentile": "assd", "ptn": "potion"}.get(self.policy.name, variant)
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         callback = SSDCallback(self.policy, self.variant, self.batch_size,
@@ -74,7 +79,7 @@ class SSD(UnlearningMethod):
 
 
 def alpha_policy(policy: str, alpha: Any, lambda_: Any, reference_split: str,
-                 auto: dict[str, Any] | None) -> AlphaPolicy:
+                 auto: dict[str, Any] | None, ptn: dict[str, Any] | None = None) -> AlphaPolicy:
     """The :class:`AlphaPolicy` that ``method.policy`` (and ``method.alpha``) ask for; mistakes are UserErrors."""
     if is_auto(alpha):
         if policy not in ("fixed", "auto"):
@@ -83,10 +88,15 @@ def alpha_policy(policy: str, alpha: Any, lambda_: Any, reference_split: str,
         policy = "auto"
     if policy not in POLICIES:
         raise UserError(f"method.policy={policy!r} is unknown; valid: {', '.join(POLICIES)} "
-                        "(fixed: the configured alpha; percentile: ASSD; auto: searched per request).")
+                        "(fixed: the configured alpha; percentile: ASSD; auto: searched per request; "
+                        "ptn: Potion's search).")
     if policy == "auto":
         return SearchedAlpha(auto_settings(auto))
     lambda_ = _number("lambda_", lambda_)
+    if policy == "ptn":
+        if alpha is not None:
+            raise UserError(f"method.policy=ptn (Potion) searches alpha itself; remove method.alpha={alpha!r}.")
+        return PTNSearch(ptn_settings(ptn), lambda_)
     if policy == "percentile":
         if alpha is not None:
             raise UserError(f"method.policy=percentile (ASSD) chooses alpha from the importances; remove "
@@ -98,6 +108,21 @@ def alpha_policy(policy: str, alpha: Any, lambda_: Any, reference_split: str,
     if alpha is None:
         raise UserError("method.alpha is missing: give a number (paper: 10 for ResNet18, 5/25 for ViT) or auto.")
     return FixedAlpha(_number("alpha", alpha), lambda_)
+
+
+def ptn_settings(options: dict[str, Any] | None) -> PTNSettings:
+    """``method.ptn`` as :class:`PTNSettings`; unknown keys and bad values are UserErrors that name the key."""
+    options = dict(options or {})
+    known = set(PTNSettings.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UserError(f"method.ptn has unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}.")
+    try:
+        if "max_tries" in options:
+            options["max_tries"] = whole_number(options["max_tries"], "method.ptn.max_tries")
+        return PTNSettings(**{k: v if k == "max_tries" else float(v) for k, v in options.items()})
+    except (TypeError, ValueError) as error:
+        raise UserError(f"method.ptn: {error}.") from None
 
 
 def _number(label: str, value: Any) -> float:

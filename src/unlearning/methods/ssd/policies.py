@@ -8,7 +8,9 @@ lambda) are chosen and which importance Df's is compared with:
 * :class:`PercentileAlpha`: ASSD's rule (Schoepf, Foster & Brintrup 2024), alpha = a
   percentile of the ratios ``imp_Df / imp_Dr`` fixed by the share of Df (``method=assd``);
 * :class:`SearchedAlpha`: the automatic mode's per-request search (``method.alpha=auto``,
-  :mod:`unlearning.methods.ssd.search`).
+  :mod:`unlearning.methods.ssd.search`);
+* :class:`PTNSearch`: Potion's search (``method=potion``): ASSD's rule with the share searched
+  upward until the identified set's accuracy falls to rho x its own.
 
 A policy names the reference importance it wants (:meth:`AlphaPolicy.reference`) and then
 dampens the model (:meth:`AlphaPolicy.dampen`) with what a :class:`DampeningRequest` gives
@@ -147,11 +149,7 @@ def adaptive_alpha(reference: Importances, forget: Importances, p: float) -> flo
     A ratio with ``imp_ref = 0`` is infinite or undefined and left out (the reference code
     drops NaN and inf); ratios of 0 (no Df importance) count.
     """
-    ratios = []
-    for name, imp_reference in reference.items():
-        ratio = forget[name].float() / imp_reference.float()
-        ratios.append(ratio[torch.isfinite(ratio)].flatten().cpu())
-    return percentile(torch.cat(ratios), p)
+    return percentile(finite_ratios(reference, forget), p)
 
 
 class PercentileAlpha(AlphaPolicy):
@@ -280,3 +278,120 @@ class SearchedAlpha(AlphaPolicy):
 
     def __repr__(self) -> str:
         return f"SearchedAlpha({self.settings!r})"
+
+
+@dataclass(frozen=True)
+class PTNSettings:
+    """Potion's Poison Trigger Neutralisation search (Schoepf, Foster & Brintrup 2024), as its code runs it.
+
+    ``rho``: stop once the accuracy on the identified set (Df as loaded, e.g. poisons with their
+    trigger and poisoned label) is at most ``rho`` x its value before unlearning (the paper sweeps
+    0 ... 0.75). ``start_divisor``: the first share is s = |Df| / (|Df| + |Dr|) / 25. ``step``: s
+    grows by this factor per try (1.1). ``max_tries``: the code's 500 ("easily enough").
+    """
+
+    rho: float = 0.1
+    step: float = 1.1
+    start_divisor: float = 25.0
+    max_tries: int = 500
+
+    def __post_init__(self) -> None:
+        checks = [(0 <= self.rho < 1, f"rho must lie in [0, 1) (the share of Df's accuracy that may remain; "
+                                      f"paper: 0 ... 0.75), got {self.rho!r}"),
+                  (self.step > 1, f"step must be > 1 (s grows by this factor per try; paper 1.1), got {self.step!r}"),
+                  (self.start_divisor > 0, f"start_divisor must be > 0 (paper 25), got {self.start_divisor!r}"),
+                  (isinstance(self.max_tries, int) and self.max_tries >= 1,
+                   f"max_tries must be a whole number >= 1 (paper 500), got {self.max_tries!r}")]
+        problems = [text for ok, text in checks if not ok]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def share_percentile(share: float) -> float:
+    """ASSD/Potion's p = 100 - ln(1 + 100 s) for a share s (at s = |Df|/|D| this is ASSD's rule)."""
+    return 100.0 - math.log(1.0 + 100.0 * share)
+
+
+@torch.no_grad()
+def dataset_accuracy(model: nn.Module, dataset: Any, batch_size: int) -> float:
+    """Accuracy (fraction) of ``model`` on ``dataset`` as loaded (labels as the model was trained on them)."""
+    if dataset is None or len(dataset) == 0:
+        return float("nan")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        for images, labels in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            predicted = model(images.to(device)).argmax(dim=1).cpu()
+            correct += int((predicted == torch.as_tensor(labels)).sum())
+    finally:
+        model.train(was_training)
+    return correct / len(dataset)
+
+
+class PTNSearch(AlphaPolicy):
+    """Potion: ASSD's percentile rule with the share s searched upward until Df's accuracy falls to rho x its own.
+
+    The reference code (if-loops/towards_poison_unlearning, ``XALFSSD.unlearn``) computes imp_Dr
+    and imp_Df once, then per try: alpha = the p(s)-th percentile of the finite ratios
+    imp_Df / imp_Dr, dampen (lambda 1), measure the accuracy on the identified set; stop when it
+    is at most rho x the original, else restore the weights and try s x 1.1. It never looks at
+    Dr's accuracy (Dr still holds unidentified poisons, so it cannot guard the model) nor at test
+    data. When ``max_tries`` pass without reaching rho, the last (most dampened) try is kept, as
+    in the code, and ``reached`` is false.
+    """
+
+    name = "ptn"
+
+    def __init__(self, settings: PTNSettings | None = None, lambda_: float = 1.0):
+        check_hyperparameters(1.0, lambda_)
+        self.settings, self.lambda_ = settings or PTNSettings(), float(lambda_)
+
+    def reference(self, task: str | None) -> ImportanceReference:
+        return ImportanceReference(split="retain")
+
+    def dampen(self, model, reference, forget, request) -> dict[str, Any]:
+        s = self.settings
+        batch = max(int(request.batch_size), 256)
+        original_acc = float(request.agree(dataset_accuracy(model, request.forget_data, batch)))
+        share = request.n_forget / (request.n_forget + request.n_retain) / s.start_divisor
+        saved = {name: p.detach().clone() for name, p in model.named_parameters()}
+        ratios = finite_ratios(reference, forget)
+        tries, reached, alpha, acc, changed = 0, False, float("nan"), original_acc, 0
+        with progress(total=s.max_tries, description="Potion PTN search", enabled=request.show_progress,
+                      unit="try") as bar:
+            for tries in range(1, s.max_tries + 1):
+                if tries > 1:  # the code restores a copy of the original model before every new try
+                    with torch.no_grad():
+                        for name, p in model.named_parameters():
+                            p.copy_(saved[name])
+                    share *= s.step
+                p = share_percentile(share)
+                alpha = percentile(ratios, p) if ratios.numel() else float("nan")
+                if not alpha > 0:
+                    alpha = float(torch.finfo(torch.float32).tiny)
+                changed = dampen(model, reference, forget, alpha, self.lambda_)
+                acc = float(request.agree(dataset_accuracy(model, request.forget_data, batch)))
+                bar.update(1)
+                if acc <= s.rho * original_acc:
+                    reached = True
+                    break
+        if not reached and request.is_zero:
+            log.warning("Potion: Df accuracy %.1f%% after %d tries is still above rho=%g x %.1f%%; the last try "
+                        "(s=%.4g) is kept.", 100 * acc, tries, s.rho, 100 * original_acc, share)
+        return {"alpha": alpha, "lambda": self.lambda_, "share": share, "percentile": share_percentile(share),
+                "tries": tries, "reached": reached, "rho": s.rho, "forget_acc_before": 100 * original_acc,
+                "forget_acc_after": 100 * acc, "parameters_changed": changed}
+
+    def __repr__(self) -> str:
+        return f"PTNSearch({self.settings!r}, lambda_={self.lambda_:g})"
+
+
+def finite_ratios(reference: Importances, forget: Importances) -> torch.Tensor:
+    """Every finite ``imp_Df / imp_ref`` (NaN and inf dropped, as the reference code), flattened on the CPU."""
+    parts = []
+    for name, imp_reference in reference.items():
+        ratio = forget[name].float() / imp_reference.float()
+        parts.append(ratio[torch.isfinite(ratio)].flatten().cpu())
+    return torch.cat(parts) if parts else torch.empty(0)

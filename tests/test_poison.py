@@ -1,0 +1,231 @@
+"""Poison and mislabel unlearning on real digits: the corrupted views, Potion's PTN search, bad input.
+
+Potion's search is checked against its reference code's loop (if-loops/towards_poison_unlearning,
+``XALFSSD.unlearn`` + ``alfssd_tuning``): importances over Dr and Df once, per try the
+p = 100 - ln(1 + 100 s) percentile of the finite ratios, dampen, stop at Df accuracy <= rho x before.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from tests.test_cache import context, small_cnn
+from unlearning.data.corruption import maximum_normalised_value, task_corruption_key
+from unlearning.data.datamodule import UnlearningDataModule
+from unlearning.data.digits import build_digits
+from unlearning.data.splits import MislabelTask, PoisonTask
+from unlearning.errors import UserError
+from unlearning.evaluation.corruption import corruption_metrics
+from unlearning.methods.ssd import SSD
+
+
+def poisoned_digits(share: float = 0.05, identified: float = 0.5, seed: int = 0, **poison) -> UnlearningDataModule:
+    task = PoisonTask({"share": share, "seed": seed, **poison}, identified=identified, identified_seed=seed)
+    data = UnlearningDataModule(build_digits, task, eval_batch_size=512)
+    data.setup()
+    return data
+
+
+def test_poisoned_views_carry_the_trigger_and_the_target_label():
+    data = poisoned_digits()
+    corruption = data.corruption
+    n_train = len(data.bundle.train_fine)
+    assert len(corruption.indices) == round(0.05 * n_train) and corruption.target == 0
+    assert (data.bundle.train_fine[corruption.indices] == 0).all(), "poisons are trained with the target label"
+    assert (corruption.true_labels != data.bundle.train_fine).sum() > 0
+    value = maximum_normalised_value(data.bundle.mean, data.bundle.std)
+    assert corruption.trigger.size == 1 and corruption.trigger.value == pytest.approx(value)
+    full = data.dataset("full")
+    poisoned, clean = int(corruption.indices[0]), int(np.flatnonzero(~corruption.mask)[0])
+    assert full[poisoned][0][0, -1, -1] == pytest.approx(value) and full[poisoned][1] == 0
+    assert full[clean][0][0, -1, -1] != pytest.approx(value), "clean images are untouched"
+    # the identified poisons are Df; the others stay in Dr, still triggered and relabelled
+    forget, retain = data.indices("forget"), data.indices("retain")
+    assert set(forget) <= set(corruption.indices) and len(forget) == round(0.5 * len(corruption.indices))
+    hidden = np.setdiff1d(corruption.indices, forget)
+    assert set(hidden) <= set(retain) and len(hidden) > 0
+    # the triggered test set: every image triggered, true labels; the plain test set untouched
+    triggered, plain = data.dataset("triggered_test"), data.dataset("test")
+    assert triggered[0][1] == plain[0][1] == data.bundle.test_fine[0]
+    assert triggered[0][0][0, -1, -1] == pytest.approx(value) and plain[0][0][0, -1, -1] != pytest.approx(value)
+    # the trigger stays in the corner under augmentation (pasted after the transform)
+    data.augment = {"crop_padding": 4}
+    data._train_transform = type(data._train_transform)(data._train_transform.transforms)
+    assert data.dataset("forget", augment=True)[0][0][0, -1, -1] == pytest.approx(value)
+
+
+def test_corruption_is_deterministic_and_named_by_its_settings():
+    first, second = poisoned_digits(seed=3), poisoned_digits(seed=3)
+    assert np.array_equal(first.corruption.indices, second.corruption.indices)
+    assert np.array_equal(first.indices("forget"), second.indices("forget"))
+    assert not np.array_equal(first.corruption.indices, poisoned_digits(seed=4).corruption.indices)
+    key = task_corruption_key({"name": "poison", "poison": {"share": 0.05, "seed": 3}})
+    assert first.corruption.key == key and key.startswith("poison-")
+    assert key != task_corruption_key({"name": "poison", "poison": {"share": 0.02, "seed": 3}})
+    assert task_corruption_key({"name": "fullclass", "forget": "3"}) is None
+
+
+def test_mislabelled_samples_all_carry_a_wrong_label():
+    data = UnlearningDataModule(build_digits, MislabelTask({"share": 0.1, "seed": 1}, identified=0.5), eval_batch_size=512)
+    data.setup()
+    c = data.corruption
+    assert (c.labels[c.indices] != c.true_labels[c.indices]).all(), "ASSD's chained ifs could restore a label"
+    assert np.array_equal(np.flatnonzero(c.labels != c.true_labels), c.indices)
+    swap = UnlearningDataModule(build_digits, MislabelTask({"count": 20, "mode": "swap", "classes": ["3", "5"]},
+                                                           identified_count=5), eval_batch_size=512)
+    swap.setup()
+    s = swap.corruption
+    assert sorted(set(s.true_labels[s.indices])) == [3, 5] and (s.labels[s.indices] == 8 - s.true_labels[s.indices]).all()
+    assert len(swap.indices("forget")) == 5
+
+
+@pytest.mark.parametrize("task,words", [
+    (lambda: PoisonTask({"share": 1.5}), ["task.poison.share", "strictly between 0 and 1"]),
+    (lambda: PoisonTask({"share": 0.05}, identified_count=500), ["identified_count=500", "72 corrupted"]),
+    (lambda: PoisonTask({"share": 0.05, "colour": 1}), ["unknown setting", "colour"]),
+    (lambda: PoisonTask({"share": 0.05, "target": "eleven"}), ["eleven"]),
+    (lambda: PoisonTask({"share": 0.05, "trigger_size": 8}), ["trigger_size=8", "whole"]),
+    (lambda: PoisonTask({"share": 0.05}, identified=0.0), ["task.identified", "(0, 1]"]),
+    (lambda: MislabelTask({"share": 0.05, "mode": "swap"}), ["classes=[A,B]"]),
+    (lambda: MislabelTask({"share": 0.05, "mode": "shuffle"}), ["mode='shuffle'", "random, swap"]),
+])
+def test_impossible_corruptions_are_refused_clearly(task, words):
+    with pytest.raises(UserError) as error:
+        data = UnlearningDataModule(build_digits, task(), eval_batch_size=512)
+        data.setup()
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_corruption_tasks_refuse_coarse_labels():
+    with pytest.raises(UserError, match="fine"):
+        UnlearningDataModule(build_digits, PoisonTask({"share": 0.05}), labels="coarse").setup()
+
+
+# ----------------------------------------------------------------- Potion's PTN search
+def backdoored_cnn(data: UnlearningDataModule, epochs: int = 12) -> nn.Module:
+    """A small CNN trained on the poisoned digits until it has learnt (some of) the backdoor."""
+    model = small_cnn(0)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loader = DataLoader(data.dataset("full"), batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    model.train()
+    for _ in range(epochs):
+        for images, labels in loader:
+            optimiser.zero_grad()
+            F.cross_entropy(model(images), labels).backward()
+            optimiser.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def backdoor():
+    data = poisoned_digits(share=0.1, identified=0.5, trigger_size=2)
+    return data, backdoored_cnn(data)
+
+
+def reference_importances(model: nn.Module, loader: DataLoader, variant: str) -> dict[str, torch.Tensor]:
+    """``ParameterPerturber.calc_importance`` of the reference code: per batch backward, accumulate, / batches."""
+    model = copy.deepcopy(model).eval()
+    acc = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for x, y in loader:
+        model.zero_grad()
+        out = model(x)
+        if variant == "ssd":
+            loss = F.cross_entropy(out, y)
+        elif variant == "potion":  # x_D=True: torch.norm(out, p="fro", dim=1).abs().mean()
+            loss = torch.norm(out, p="fro", dim=1).abs().mean()
+        else:
+            loss = torch.norm(out, p="fro", dim=1).pow(2).mean()
+        loss.backward()
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                acc[n] += p.grad.data.clone().pow(2) if variant == "ssd" else p.grad.data.clone().abs()
+    return {n: v / len(loader) for n, v in acc.items()}
+
+
+def reference_modify(model: nn.Module, original: dict, sample: dict, percentile_value: float) -> nn.Module:
+    """``modify_weight(adaptive=True)``: alpha = np.nanpercentile of the finite ratios, lambda 1, bound 1."""
+    ratios = np.concatenate([(sample[n] / original[n]).flatten().numpy() for n in original])
+    ratios = ratios[~np.isnan(ratios)]
+    ratios = ratios[~np.isinf(ratios)]
+    alpha = float(np.nanpercentile(ratios, percentile_value))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            locations = torch.where(sample[n] > original[n] * alpha)
+            update = (original[n] / sample[n])[locations]
+            update[update > 1] = 1
+            p[locations] = p[locations] * update
+    return model
+
+
+def reference_potion(model: nn.Module, retain: DataLoader, forget: DataLoader, variant: str, rho: float,
+                     max_tries: int = 500) -> tuple[nn.Module, float, int]:
+    """``XALFSSD.unlearn`` with ITERATIVE_SEARCH: s = |Df| / (|Df| + |Dr|) / 25, x1.1 until acc <= rho x before."""
+    def acc(m):
+        with torch.no_grad():
+            return sum(int((m(x).argmax(1) == y).sum()) for x, y in forget) / len(forget.dataset)
+
+    original_model, before = copy.deepcopy(model), acc(model)
+    frac = len(forget.dataset) / (len(forget.dataset) + len(retain.dataset)) / 25
+    original = reference_importances(model, retain, variant)
+    sample = reference_importances(model, forget, variant)
+    for tries in range(1, max_tries + 1):
+        model = reference_modify(copy.deepcopy(original_model), original, sample, 100 - math.log(1 + frac * 100))
+        if acc(model) <= rho * before:
+            break
+        frac *= 1.1
+    return model, frac, tries
+
+
+@pytest.mark.parametrize("variant", ["potion", "ssd"])
+def test_potion_matches_its_reference_code(backdoor, variant):
+    data, trained = backdoor
+    loaders = [DataLoader(data.dataset(split), batch_size=64) for split in ("retain", "forget")]
+    expected, share, tries = reference_potion(trained, *loaders, variant, rho=0.1)
+    assert tries > 1, "the case must exercise the search, not stop at its first try"
+    model = copy.deepcopy(trained)
+    info = SSD(policy="ptn", alpha=None, variant=variant, cache=False, ptn={"rho": 0.1}).unlearn(
+        model, data, context(model, None))
+    assert info["policy"] == "ptn" and info["reached"] and info["tries"] == tries
+    assert info["share"] == pytest.approx(share) and info["forget_acc_before"] > 50
+    assert info["forget_acc_after"] <= 0.1 * info["forget_acc_before"] + 1e-9
+    for (name, ours), (_, theirs) in zip(model.named_parameters(), expected.named_parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_potion_heals_the_backdoor_it_searched_against(backdoor):
+    data, trained = backdoor
+    model = copy.deepcopy(trained)
+    SSD(policy="ptn", alpha=None, variant="potion", cache=False).unlearn(model, data, context(model, None))
+
+    def figures(m):
+        train_logits = torch.cat([m(x).detach() for x, _ in DataLoader(data.dataset("full"), batch_size=512)])
+        triggered = torch.cat([m(x).detach() for x, _ in DataLoader(data.dataset("triggered_test"), batch_size=512)])
+        return corruption_metrics(train_logits, triggered, data)
+
+    before, after = figures(trained), figures(model)
+    assert before["attack_success"] > 30, "the small CNN must have learnt the backdoor for this test to mean anything"
+    assert after["poison_identified_acc"] < before["poison_identified_acc"]
+    assert after["attack_success"] < before["attack_success"], "unidentified trigger uses are healed too"
+
+
+@pytest.mark.parametrize("options,words", [
+    ({"ptn": {"rho": 1.5}}, ["rho must lie in [0, 1)"]),
+    ({"ptn": {"step": 0.9}}, ["step must be > 1"]),
+    ({"ptn": {"tries": 3}}, ["unknown setting", "tries"]),
+    ({"ptn": {"max_tries": 2.5}}, ["method.ptn.max_tries"]),
+    ({"alpha": 10.0}, ["searches alpha itself", "method.alpha=10.0"]),
+])
+def test_bad_potion_settings_are_refused(options, words):
+    with pytest.raises(UserError) as error:
+        SSD(**{"policy": "ptn", "alpha": None, **options})
+    for word in words:
+        assert word in str(error.value)
