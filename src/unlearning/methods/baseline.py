@@ -12,6 +12,7 @@ from unlearning.methods.base import MethodContext, UnlearningMethod
 
 class Baseline(UnlearningMethod):
     name = "baseline"
+    data_needed = "none"
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         return {}

@@ -26,6 +26,7 @@ from unlearning.models.classifier import classifier_for_schedule
 
 class Retrain(UnlearningMethod):
     name = "retrain"
+    data_needed = "Dr only"
 
     def __init__(self, epochs: int | None = None, batch_size: int | None = None, augment: bool = True):
         self.epochs, self.batch_size, self.augment = epochs, batch_size, bool(augment)
