@@ -4,7 +4,11 @@ Only Df is used. For each Df batch x (in order, no shuffling), ``N`` noisy copie
 ``x' = clip(x + N(0, sigma²))`` are drawn (clipped to the batch's own minimum and maximum);
 the loss is the mean over copies of ``sum over samples of ||f(x) - f(x')|| / ||x - x'||``,
 with ``f(x')`` computed without gradient, and one SGD step (no momentum) is taken per batch.
-The model trains in training mode, as in the reference code.
+The model runs in training mode by default (``train_mode: true``), as in the reference code,
+which never calls ``eval()`` on it: with batch norm, each of the 1 + N forward passes per batch
+moves the running statistics towards the noisy copies. ``method.train_mode=false`` runs it in eval
+mode instead (frozen statistics, no dropout); for ViT (layer norm, no dropout) the two are the same.
+Zero-shot: it receives only Df (:class:`~unlearning.methods.zeroshot.ForgetOnly`), never Dr.
 
 Defaults: N = 25, one epoch. sigma, learning rate and batch size depend on model and task
 and live in ``conf/tuned/jit/<model>.yaml``: the JiT paper's ViT values (full-class
@@ -21,10 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearning.data.datamodule import UnlearningDataModule
-from unlearning.methods.base import MethodContext, UnlearningMethod
+from unlearning.methods.base import MethodContext
 from unlearning.methods.training import Phase, UnlearningModule, fit
-from unlearning.validate import positive_numbers
+from unlearning.methods.zeroshot import ForgetOnly, ZeroShotMethod
+from unlearning.validate import boolean, positive_numbers
 
 
 def lipschitz_loss(model: nn.Module, images: torch.Tensor, sigma: float, copies: int) -> torch.Tensor:
@@ -55,18 +59,19 @@ class JiTModule(UnlearningModule):
         return lipschitz_loss(self.model, batch[0], self.sigma, self.copies)
 
 
-class JiT(UnlearningMethod):
+class JiT(ZeroShotMethod):
     name = "jit"
 
     def __init__(self, sigma: float = 0.5, lr: float = 3e-4, copies: int = 25, batch_size: int = 128, epochs: int = 1,
-                 train_mode: bool = False):
+                 train_mode: bool = True):
         positive_numbers("method.", sigma=sigma, lr=lr, copies=copies, batch_size=batch_size, epochs=epochs)
         self.sigma, self.lr, self.copies = float(sigma), float(lr), int(copies)
-        self.batch_size, self.epochs, self.train_mode = int(batch_size), int(epochs), bool(train_mode)
+        self.batch_size, self.epochs = int(batch_size), int(epochs)
+        self.train_mode = boolean(train_mode, "method.train_mode")
 
-    def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
-        module = JiTModule(model, data.dataset("forget"), self.batch_size, self.sigma, self.copies, self.train_mode,
-                           optimizer="sgd", lr=self.lr, seed=context.seed, num_workers=data.num_workers)
+    def unlearn_zero_shot(self, model: nn.Module, request: ForgetOnly, context: MethodContext) -> dict[str, Any]:
+        module = JiTModule(model, request.forget, self.batch_size, self.sigma, self.copies, self.train_mode,
+                           optimizer="sgd", lr=self.lr, seed=context.seed, num_workers=request.num_workers)
         fit(module, context, self.epochs)
         return {"sigma": self.sigma, "lr": self.lr, "copies": self.copies, "batch_size": self.batch_size,
                 "epochs": self.epochs, "train_mode": self.train_mode}
