@@ -70,11 +70,28 @@ def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     quiet_library_warnings()
     tidy_library_logging()
     try:
+        apply_extras(cfg)
         return job(cfg)
     except UserError as error:
         fail(str(error))
     except OmegaConfBaseException as error:
         fail(f"invalid configuration: {str(error).splitlines()[0]}")
+
+
+def apply_extras(cfg: DictConfig) -> None:
+    """``cfg.extras`` (conf/extras/, as in lightning-hydra-template): silence warnings, print the config."""
+    from omegaconf import OmegaConf
+
+    from unlearning.distributed import is_rank_zero
+
+    extras = cfg.get("extras") or {}
+    if extras.get("ignore_warnings"):
+        warnings.filterwarnings("ignore")
+    if extras.get("print_config") and is_rank_zero():
+        from rich.console import Console
+        from rich.syntax import Syntax
+
+        Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
 
 
 def fail(message: str, log_it: bool = True) -> None:

@@ -15,6 +15,7 @@ from unlearning.cache import TensorCache, shared_cache
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
+from unlearning.jobs.subset import subset_if_asked
 from unlearning.validate import positive_number
 
 
@@ -53,8 +54,10 @@ def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str |
     """The data module of ``cfg.dataset`` for ``task`` (None: training only, on D corrupted by ``corrupt_with``)."""
     dataset = cfg.dataset
     builder_cfg = dataset.builder
+    # debug=fast: a stratified fraction of the images (unlearning.jobs.subset); null: all of them
+    subset = OmegaConf.to_container(dataset.subset, resolve=True) if dataset.get("subset") else None
     return UnlearningDataModule(
-        builder=lambda: instantiate_plain(builder_cfg),
+        builder=lambda: subset_if_asked(instantiate_plain(builder_cfg), subset),
         task=task,
         corrupt_with=corrupt_with,
         labels=labels or dataset.labels,
@@ -97,6 +100,28 @@ def build_logger(cfg: DictConfig):
     return instantiate(cfg.logger)
 
 
+def config_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
+    """The Lightning callbacks of ``cfg.callbacks`` (conf/callbacks/: ``name: {_target_: ..., args}``).
+
+    Callbacks that only report to a logger (learning rate, device statistics) raise in Lightning
+    when the trainer has none; they are left out of such trainers (``logger=none``, a method's fit
+    without curves) instead of failing the run.
+    """
+    from lightning.pytorch.callbacks import DeviceStatsMonitor, LearningRateMonitor
+
+    built = []
+    for name, spec in (cfg.get("callbacks") or {}).items():
+        if spec is None or spec.get("_target_") is None:
+            continue
+        callback = instantiate_plain(spec)
+        if not isinstance(callback, L.Callback):
+            raise UserError(f"callbacks.{name} built a {type(callback).__name__}, not a Lightning Callback; "
+                            "its _target_ must name a lightning.pytorch.callbacks.Callback subclass.")
+        if has_logger or not isinstance(callback, LearningRateMonitor | DeviceStatsMonitor):
+            built.append(callback)
+    return built
+
+
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg.trainer, resolve=True)
 
@@ -109,6 +134,7 @@ def make_trainer(cfg: DictConfig, logger=False, **overrides: Any) -> L.Trainer:
     options.update(logger=logger)
     options.update(overrides)
     options.setdefault("enable_model_summary", False)
+    options["callbacks"] = [*(options.get("callbacks") or []), *config_callbacks(cfg, has_logger=bool(options["logger"]))]
     try:
         return L.Trainer(**options)
     except (MisconfigurationException, ValueError, TypeError) as error:

@@ -26,9 +26,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from unlearning.errors import UserError
+from unlearning.record import RESULTS_FILE
 
 log = logging.getLogger(__name__)
-from unlearning.record import RESULTS_FILE
 
 #: Top-level numbers of a RunRecord that can be searched on.
 TOP_LEVEL = ("objective", "method_time_s")
