@@ -16,6 +16,7 @@ from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
 from unlearning.jobs.subset import subset_if_asked
+from unlearning.loggers import build_loggers
 from unlearning.validate import positive_number
 
 
@@ -94,10 +95,27 @@ def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> nn.Modul
     return instantiate_plain(cfg.model.builder, num_classes=num_classes, in_channels=in_channels)
 
 
-def build_logger(cfg: DictConfig):
-    if cfg.get("logger") is None or cfg.logger.get("_target_") is None:
-        return False
-    return instantiate(cfg.logger)
+def build_logger(cfg: DictConfig, prefix: str = ""):
+    """Every logger the config selects (``logger=many``: CSV and W&B) as one :class:`~unlearning.loggers.Loggers`
+    list, or False for ``logger=none``; ``prefix`` keeps a method's curves apart (unlearning.loggers)."""
+    return build_loggers(cfg, prefix) or False
+
+
+def curve_logger(cfg: DictConfig, logger: Any, overrides: dict[str, Any]) -> Any:
+    """The logger a trainer gets: ``logger`` itself, or the run's loggers under a prefix.
+
+    A string is that prefix (``"reference"``: the retrained reference's training). ``False`` stays
+    "no logger", except for a fit that trains (``max_epochs`` > 0) in a run with
+    ``log_method_curves: true``: the unlearn job hands every method a trainer factory with
+    ``False``, and a training-based method's loss curves then go to the run's loggers under the
+    method's name (``scrub-unlearn/forget_loss``). Weight-editing methods (SSD) fit 0 epochs and log nothing.
+    """
+    if isinstance(logger, str):
+        return build_logger(cfg, prefix=logger)
+    trains = int(overrides.get("max_epochs") or 0) > 0
+    if logger is False and trains and cfg.get("log_method_curves") and cfg.get("method") is not None:
+        return build_logger(cfg, prefix=str(cfg.method.name))
+    return logger
 
 
 def config_callbacks(cfg: DictConfig, has_logger: bool) -> list[L.Callback]:
@@ -126,12 +144,16 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg.trainer, resolve=True)
 
 
-def make_trainer(cfg: DictConfig, logger=False, **overrides: Any) -> L.Trainer:
-    """A Lightning Trainer from ``cfg.trainer`` with ``overrides`` on top; bad settings are a UserError."""
+def make_trainer(cfg: DictConfig, logger: Any = False, **overrides: Any) -> L.Trainer:
+    """A Lightning Trainer from ``cfg.trainer`` with ``overrides`` on top; bad settings are a UserError.
+
+    ``logger``: a Lightning logger or list of them, False (none; see :func:`curve_logger` for the one
+    exception), or a prefix string for the run's own loggers. The callbacks of ``cfg.callbacks`` are added.
+    """
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     options = trainer_kwargs(cfg)
-    options.update(logger=logger)
+    options.update(logger=curve_logger(cfg, logger, overrides))
     options.update(overrides)
     options.setdefault("enable_model_summary", False)
     options["callbacks"] = [*(options.get("callbacks") or []), *config_callbacks(cfg, has_logger=bool(options["logger"]))]

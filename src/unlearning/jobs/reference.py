@@ -130,7 +130,9 @@ def train_reference(cfg: DictConfig, data, seed: int, fresh, run_dir: Path) -> t
     model = build_model(cfg, data.num_classes, data.channels)
     L.seed_everything(seed, workers=True, verbose=False)  # as unlearn.py seeds method=retrain: the same model
     context = MethodContext(
-        make_trainer=partial(make_trainer, cfg, False, default_root_dir=str(run_dir / "reference_training"),
+        # its training curves go to the run's loggers under "reference" (log_method_curves: true)
+        make_trainer=partial(make_trainer, cfg, "reference" if cfg.get("log_method_curves") else False,
+                             default_root_dir=str(run_dir / "reference_training"),
                              devices=1, num_nodes=1, strategy="auto"),
         fresh_model=fresh, original=model, task=str(cfg.task.name), seed=seed,
         training=training_settings(cfg.dataset.training, cfg.model.get("training")),

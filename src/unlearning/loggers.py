@@ -1,0 +1,74 @@
+"""The run's Lightning loggers, several at once (``logger=many``, ``logger=[csv,wandb]``).
+
+``conf/logger/*.yaml`` hold one named logger each (``csv: {_target_: ..., ...}``), as in
+lightning-hydra-template, so that selecting several groups merges them into one mapping.
+:func:`build_loggers` instantiates every entry; with a ``prefix`` (a method's name), each logger
+prefixes its keys and a logger with a ``version`` in its config (CSV) writes to that sub-folder,
+so a method's curves never overwrite the run's final metrics (logs/metrics.csv).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from unlearning.errors import UserError
+
+
+class Loggers(list):
+    """A list of Lightning loggers that also answers the calls a run makes on "its logger".
+
+    Lightning's Trainer takes it as the list it is (several loggers); the run's final record
+    goes to all of them through the same three calls a single logger has. Lightning 2 dropped
+    its own ``LoggerCollection``, which did exactly this.
+    """
+
+    def log_hyperparams(self, params: dict[str, Any]) -> None:
+        for logger in self:
+            logger.log_hyperparams(params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        for logger in self:
+            logger.log_metrics(metrics, step)
+
+    def finalize(self, status: str) -> None:
+        for logger in self:
+            logger.finalize(status)
+
+
+def logger_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+    """``name -> config`` of every logger selected (empty for ``logger=none``)."""
+    section = cfg.get("logger")
+    if section is None:
+        return {}
+    if "_target_" in section:  # one logger written the old way, `_target_` at the top
+        return {"logger": section}
+    return {str(name): spec for name, spec in section.items() if spec is not None and "_target_" in spec}
+
+
+def build_loggers(cfg: DictConfig, prefix: str = "") -> Loggers:
+    """Instantiate every selected logger; with ``prefix``, keys are prefixed and CSV gets its own folder."""
+    from hydra.utils import instantiate
+
+    built = Loggers()
+    for name, spec in logger_configs(cfg).items():
+        options: dict[str, Any] = {}
+        if prefix:
+            options["prefix"] = prefix
+            if "version" in spec:
+                options["version"] = prefix
+        logger = instantiate(spec, **options)
+        if not isinstance(logger, Logger):
+            raise UserError(f"logger.{name} built a {type(logger).__name__}, not a Lightning logger; its _target_ "
+                            "must name a class from lightning.pytorch.loggers (or a subclass of Logger).")
+        built.append(logger)
+    return built
+
+
+def describe(cfg: DictConfig) -> str:
+    """The selected loggers as a short phrase, for messages."""
+    names = [OmegaConf.select(spec, "_target_", default="?").rsplit(".", 1)[-1]
+             for spec in logger_configs(cfg).values()]
+    return ", ".join(names) or "none"
