@@ -35,3 +35,18 @@ def test_help_says_what_the_app_does_and_where_to_go_next(script, says):
     groups = {line.split(":")[0]: line for line in text.splitlines() if ": " in line and not line.startswith(" ")}
     assert "ssd" in groups["method"] and "digits" in groups["dataset"] and "slurm" not in groups.get("method", "")
     assert "powered by Hydra" not in text, "Hydra's generic page is still shown"
+
+
+def test_cfg_job_shows_the_label_set_a_subclass_run_uses():
+    """task=subclass switches the model to coarse labels at run time; --cfg job says so (task.labels)."""
+    from tests.conftest import compose_config
+    from unlearning.jobs.builders import build_datamodule, build_task
+
+    printed = subprocess.run([sys.executable, str(ROOT / "unlearn.py"), "task=subclass", "--cfg", "job"],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert printed.returncode == 0 and "  labels: coarse" in printed.stdout, printed.stdout[-2000:]
+    cfg = compose_config("unlearn", ["task=subclass"])
+    data = build_datamodule(cfg, build_task(cfg))
+    data.setup()
+    assert data.label_kind == cfg.task.labels == "coarse"
+    assert "labels" not in compose_config("unlearn", ["task=fullclass"]).task

@@ -44,6 +44,7 @@ def image_size(cfg: DictConfig) -> int | None:
 def build_task(cfg: DictConfig) -> ForgettingTask:
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
     task_cfg.pop("name", None)
+    task_cfg.pop("labels", None)  # conf/task_labels/: shown by --cfg job; the task object decides the label set
     if task_cfg.get("forget", "") is None:
         raise UserError(f"task={cfg.task.name} has no default target on dataset={cfg.dataset.name}; "
                         "set task.forget=NAME (a class name or index).")
