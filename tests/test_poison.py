@@ -229,3 +229,34 @@ def test_bad_potion_settings_are_refused(options, words):
         SSD(**{"policy": "ptn", "alpha": None, **options})
     for word in words:
         assert word in str(error.value)
+
+
+# ----------------------------------------------------------------- end to end through the CLI
+def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path, digits_checkpoint):
+    """unlearn.py task=poison trains the poisoned model (its own registry name), heals it, records the figures."""
+    import json
+    from pathlib import Path
+
+    from tests.conftest import QUIET, run_cli
+
+    fast = [*QUIET, "dataset.training.epochs=2", "evaluation.strong_mia=false", "evaluation.probe=false"]
+    poison = ["task=poison", "task.poison.share=0.1", "task.poison.trigger_size=2"]
+    run = run_cli("unlearn.py", *fast, *poison, "method=potion", f"hydra.run.dir={tmp_path / 'run'}", root=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "healed" in run.stdout and "attack success" in run.stdout
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["task"] == "poison" and results["method"] == "potion"
+    source = Path(results["source_checkpoint"])
+    assert source.name.startswith("digits-fine-resnet18-8px-seed0-poison-"), "the corruption names the model"
+    metadata = json.loads((source / "metadata.json").read_text())
+    assert metadata["corruption"]["kind"] == "poison" and metadata["corruption"]["n_corrupted"] == 144
+    info = results["method_info"]
+    assert info["policy"] == "ptn" and info["tries"] >= 1 and info["share"] > 0 and "alpha" in info
+    for stage in ("original", "unlearned"):
+        assert {"healed_acc", "attack_success", "poison_acc", "poison_identified_acc"} <= set(results["metrics"][stage])
+    assert results["metrics"]["unlearned"]["forget_train_acc"] <= results["metrics"]["original"]["forget_train_acc"]
+    # the clean model is refused for a poison task, and the poisoned one for a clean task
+    for name, task, checkpoint in (("poison", poison, digits_checkpoint), ("clean", ["task=fullclass"], source)):
+        refused = run_cli("unlearn.py", *fast, *task, f"checkpoint={checkpoint}", "method=baseline",
+                          f"hydra.run.dir={tmp_path / name}", root=tmp_path)
+        assert refused.returncode != 0 and "corruption_key" in refused.stderr, refused.stderr[-2000:]

@@ -30,3 +30,40 @@ def build_resnet18(num_classes: int, in_channels: int = 3, **_: object) -> nn.Mo
     model.maxpool = nn.Identity()
     model.avgpool = GlobalAvgPool2d()
     return model
+
+
+def _conv_bn_celu(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                  padding: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),
+                         nn.BatchNorm2d(out_channels), nn.CELU(alpha=0.075))
+
+
+class Residual(nn.Module):
+    """``x + module(x)``."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.module(x)
+
+
+def build_resnet9(num_classes: int, in_channels: int = 3, **_: object) -> nn.Module:
+    """ResNet-9 as Potion's code builds it (from the corrective-unlearning benchmark), for 32 px images.
+
+    conv(64) -> conv(128, 5x5 stride 2) -> residual(2 x conv 128) -> conv(256) + max-pool ->
+    residual(2 x conv 256) -> conv(128, 3x3, no padding) -> global max-pool -> Linear(128, C, no
+    bias); every conv with batch norm and CELU(0.075). The spatial size halves twice and the last
+    convolution needs 3 px, so inputs must be at least 12 px (CIFAR's 32: fine; 8 px digits: use
+    ResNet18 or ``dataset.image_size=32``).
+    """
+    return nn.Sequential(
+        _conv_bn_celu(in_channels, 64),
+        _conv_bn_celu(64, 128, 5, 2, 2),
+        Residual(nn.Sequential(_conv_bn_celu(128, 128), _conv_bn_celu(128, 128))),
+        nn.Sequential(_conv_bn_celu(128, 256), nn.MaxPool2d(2)),
+        Residual(nn.Sequential(_conv_bn_celu(256, 256), _conv_bn_celu(256, 256))),
+        nn.Sequential(_conv_bn_celu(256, 128, 3, 1, 0), nn.AdaptiveMaxPool2d((1, 1)), nn.Flatten()),
+        nn.Linear(128, num_classes, bias=False),
+    )
