@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from unlearning.errors import UserError
 
@@ -66,9 +66,3 @@ def build_loggers(cfg: DictConfig, prefix: str = "") -> Loggers:
         built.append(logger)
     return built
 
-
-def describe(cfg: DictConfig) -> str:
-    """The selected loggers as a short phrase, for messages."""
-    names = [OmegaConf.select(spec, "_target_", default="?").rsplit(".", 1)[-1]
-             for spec in logger_configs(cfg).values()]
-    return ", ".join(names) or "none"

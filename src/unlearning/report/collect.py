@@ -218,17 +218,9 @@ def forget_label(record: RunRecord) -> str:
 def method_params(record: RunRecord) -> dict[str, Any]:
     """The method's hyperparameters from the recorded config, flattened (``noise_steps.fullclass``)."""
     method = ((record.config or {}).get("method") or {})
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}{key}.", item)
-        else:
-            flat[prefix[:-1]] = value
-
-    walk("", {k: v for k, v in method.items() if k not in NOT_PARAMS})
-    return flat
+    params = {k: v for k, v in method.items() if k not in NOT_PARAMS}
+    # pandas flattens nested keys with "." (top-level values first); records give back plain Python values
+    return pd.json_normalize(params).to_dict(orient="records")[0]
 
 
 def group_name(record: RunRecord) -> str:
