@@ -41,7 +41,13 @@ class Phase:
 
 
 class PhasedLoader:
-    """Yields ``(phase name, batch)`` for every batch of every phase, phase after phase."""
+    """Yields ``(phase name, batch)`` for every batch of every phase, phase after phase.
+
+    Kept on purpose instead of Lightning's ``CombinedLoader(mode="sequential")``, which iterates
+    the same way: Lightning's fit loop refuses that mode ("`_FitLoop` does not support the
+    `CombinedLoader(mode="sequential")` mode", lightning 2.6), it is for evaluation only; and
+    the per-phase, per-epoch seeded shuffling and rank sharding below would still be ours.
+    """
 
     def __init__(self, phases: Sequence[Phase], seed: int, epoch: int, rank: int = 0, world: int = 1,
                  num_workers: int = 0):
