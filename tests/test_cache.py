@@ -283,7 +283,6 @@ def test_ddp_ranks_share_rank_zero_entries(tmp_path):
 
 def test_parallel_jobs_wait_for_the_one_computing(tmp_path):
     """Jobs of a sweep started together: one computes, the others wait for its entry (a lock file)."""
-    import os
     import threading
     import time
 
@@ -305,12 +304,16 @@ def test_parallel_jobs_wait_for_the_one_computing(tmp_path):
     assert calls == [] and waiter.stats.waits == 1 and torch.equal(value["a.weight"], entry()["a.weight"])
     assert not list(tmp_path.glob("*.lock")), "the lock is released"
 
+    # a lock nobody refreshes (its job died) is taken over once it stays unrefreshed for stale_s,
+    # as the waiter measures it (filelock's lease), whatever its file's mtime says
     other = dict(PARTS, batch_size=7)
-    lock = waiter.path(waiter.key(other)).with_suffix(".safetensors.lock")
+    patient = TensorCache(tmp_path, poll_s=0.05, stale_s=0.5)
+    lock = patient.path(patient.key(other)).with_suffix(".safetensors.lock")
     lock.write_text("a job that died\n")
-    os.utime(lock, (time.time() - 3600, time.time() - 3600))
-    assert waiter.get_or_compute(other, lambda: calls.append(1) or entry()) is not None and calls == [1], \
+    began = time.monotonic()
+    assert patient.get_or_compute(other, lambda: calls.append(1) or entry()) is not None and calls == [1], \
         "a stale lock is taken over"
+    assert time.monotonic() - began < 10 and not lock.exists()
     impatient = TensorCache(tmp_path, wait_s=0.2, poll_s=0.05)
     lock2 = impatient.path(impatient.key(dict(PARTS, batch_size=10))).with_suffix(".safetensors.lock")
     lock2.write_text("a live job\n")

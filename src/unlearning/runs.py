@@ -4,6 +4,11 @@ Hydra names run folders by the second, so two ``unlearn.py`` started together (a
 with ``&``), or a repeated ``hydra.run.dir=X``, would otherwise write into the same folder
 and overwrite each other's ``results.json`` and checkpoints. :func:`claim_run_folder`
 refuses a folder that another live process is using or that already holds a finished run.
+
+The claim is not a ``filelock`` lock on purpose: a lock only tells "held or not" and is waited
+for, while a claim is refused at once with a message naming the other run, and it is a record
+that ``python -m unlearning.report`` reads back (``.claim.json``: pid, host, start time) to tell
+a running run from a killed one in a sweep's list of missing runs. It is one atomic ``os.link``.
 """
 
 from __future__ import annotations
