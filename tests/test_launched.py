@@ -20,23 +20,46 @@ SLURM_TWO_TASKS = {"SLURM_JOB_ID": "42", "SLURM_JOB_NAME": "unlearn", "SLURM_NTA
                    "SLURM_CPUS_PER_TASK": "3"}
 
 
-def test_slurm_tasks_are_read_from_srun_environment():
-    tasks = launched_tasks(SLURM_TWO_TASKS)
+@pytest.fixture
+def environment(monkeypatch):
+    """Sets the process's scheduler variables to a given mapping (and nothing else of SLURM's or submitit's)."""
+    import os
+
+    def use(env: dict[str, str]) -> None:
+        for key in list(os.environ):
+            if key.startswith(("SLURM_", "SUBMITIT_")):
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+
+    return use
+
+
+def test_slurm_tasks_are_read_from_srun_environment(environment):
+    environment(SLURM_TWO_TASKS)
+    tasks = launched_tasks()
     assert (tasks.scheduler, tasks.tasks_per_node, tasks.nodes, tasks.global_rank, tasks.local_rank,
-            tasks.cpus_per_task) == ("slurm", 2, 1, 1, 1, 3)
-    # Without --ntasks-per-node SLURM still says SLURM_TASKS_PER_NODE, e.g. "4(x2)".
+            tasks.cpus_per_task, tasks.job_id) == ("slurm", 2, 1, 1, 1, 3, "42")
+    # --ntasks without --ntasks-per-node: Lightning's SLURMEnvironment refuses it; here it is a UserError, early
     env = {**SLURM_TWO_TASKS, "SLURM_NTASKS": "8", "SLURM_NNODES": "2", "SLURM_TASKS_PER_NODE": "4(x2)"}
     del env["SLURM_NTASKS_PER_NODE"]
-    assert (launched_tasks(env).tasks_per_node, launched_tasks(env).nodes) == (4, 2)
+    environment(env)
+    with pytest.raises(UserError, match="ntasks-per-node"):
+        launched_tasks()
+    environment({**env, "SLURM_NTASKS_PER_NODE": "4"})
+    assert (launched_tasks().tasks_per_node, launched_tasks().nodes) == (4, 2)
 
 
-def test_interactive_and_plain_processes_are_not_launched_tasks():
-    assert launched_tasks({**SLURM_TWO_TASKS, "SLURM_JOB_NAME": "interactive"}) is None
-    assert launched_tasks({}) is None
-    local = launched_tasks({"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_NTASKS": "2",
-                            "SUBMITIT_LOCAL_GLOBALID": "1", "SUBMITIT_LOCAL_LOCALID": "1",
-                            "SUBMITIT_LOCAL_JOB_ID": "1234"})
-    assert (local.scheduler, local.tasks_per_node, local.global_rank, local.cpus_per_task) == ("submitit-local", 2, 1, None)
+def test_interactive_and_plain_processes_are_not_launched_tasks(environment):
+    environment({**SLURM_TWO_TASKS, "SLURM_JOB_NAME": "interactive"})
+    assert launched_tasks() is None
+    environment({})
+    assert launched_tasks() is None
+    environment({"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_NTASKS": "2", "SUBMITIT_LOCAL_GLOBALID": "1",
+                 "SUBMITIT_LOCAL_LOCALID": "1", "SUBMITIT_LOCAL_JOB_ID": "1234"})
+    local = launched_tasks()
+    assert (local.scheduler, local.tasks_per_node, local.global_rank, local.local_rank, local.cpus_per_task,
+            local.job_id) == ("submitit-local", 2, 1, 1, None, "1234")
 
 
 @pytest.mark.parametrize(("devices", "expected"), [(1, 1), (2, 2), ("2", 2), ([0, 1], 2), ("0,1", 2),
@@ -45,8 +68,9 @@ def test_requested_devices(devices, expected):
     assert requested_devices(devices) == expected
 
 
-def test_devices_must_equal_tasks_per_node():
-    tasks = launched_tasks(SLURM_TWO_TASKS)
+def test_devices_must_equal_tasks_per_node(environment):
+    environment(SLURM_TWO_TASKS)
+    tasks = launched_tasks()
     check_devices_match(compose_config("unlearn", ["trainer=ddp"]), tasks)  # 2 devices, 2 tasks
     check_devices_match(compose_config("unlearn", ["trainer=ddp", "trainer.devices=auto"]), tasks)
     with pytest.raises(UserError, match=r"trainer.devices=1 .*tasks_per_node=2\)"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,6 @@ from omegaconf import DictConfig
 
 from unlearning.errors import UserError
 
-#: Lightning leaves SLURM alone for jobs named like an interactive shell (see SLURMEnvironment).
-INTERACTIVE_JOB_NAMES = ("bash", "interactive")
 #: Strategies whose extra processes Lightning starts by re-running the command line.
 RERUN_STRATEGIES = ("ddp", "auto", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false")
 
@@ -47,21 +45,37 @@ def _leading_int(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def launched_tasks(environ: Mapping[str, str] | None = None) -> LaunchedTasks | None:
-    """The tasks SLURM (``srun``) or submitit's local executor started, or None for a plain process."""
-    env = os.environ if environ is None else environ
-    if "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in INTERACTIVE_JOB_NAMES:
-        ntasks = int(env["SLURM_NTASKS"])
+def launched_tasks() -> LaunchedTasks | None:
+    """The tasks SLURM (``srun``) or submitit's local executor started, or None for a plain process.
+
+    Lightning's ``SLURMEnvironment`` says whether this is an srun task (and leaves interactive
+    jobs named bash/interactive alone, as Lightning itself does) and gives its ranks; submitit's
+    ``JobEnvironment`` does the same for its local executor. Tasks per node and CPUs per task are
+    read here: neither library exposes them (SLURM writes ``SLURM_TASKS_PER_NODE`` as ``4(x2)``). A
+    setting Lightning would refuse when it builds the Trainer is refused here, before any work.
+    """
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    env = os.environ
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "srun is available but not used": a plain process here is fine
+        under_srun = SLURMEnvironment.detect()
+    if under_srun:
+        try:
+            slurm = SLURMEnvironment(auto_requeue=False)
+        except RuntimeError as error:  # e.g. --ntasks without --ntasks-per-node, which Lightning refuses
+            raise UserError(f"{error} (under hydra/launcher=slurm: hydra.launcher.tasks_per_node).") from None
         nodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1)
         per_node = (_leading_int(env.get("SLURM_NTASKS_PER_NODE"))
-                    or _leading_int(env.get("SLURM_TASKS_PER_NODE")) or max(ntasks // max(nodes, 1), 1))
-        return LaunchedTasks("slurm", per_node, nodes, int(env.get("SLURM_PROCID", 0)),
-                             int(env.get("SLURM_LOCALID", 0)), _leading_int(env.get("SLURM_CPUS_PER_TASK")),
-                             env.get("SLURM_JOB_ID", ""))
+                    or _leading_int(env.get("SLURM_TASKS_PER_NODE")) or max(slurm.world_size() // max(nodes, 1), 1))
+        return LaunchedTasks("slurm", per_node, nodes, slurm.global_rank() if "SLURM_PROCID" in env else 0,
+                             slurm.local_rank() if "SLURM_LOCALID" in env else 0,
+                             _leading_int(env.get("SLURM_CPUS_PER_TASK")), str(SLURMEnvironment.job_id() or ""))
     if env.get("SUBMITIT_EXECUTOR") == "local" and "SUBMITIT_LOCAL_NTASKS" in env:
-        rank = int(env.get("SUBMITIT_LOCAL_GLOBALID", 0))
-        return LaunchedTasks("submitit-local", int(env["SUBMITIT_LOCAL_NTASKS"]), 1, rank,
-                             int(env.get("SUBMITIT_LOCAL_LOCALID", rank)), None, env.get("SUBMITIT_LOCAL_JOB_ID", ""))
+        import submitit
+
+        job = submitit.JobEnvironment()
+        return LaunchedTasks("submitit-local", job.num_tasks, 1, job.global_rank, job.local_rank, None, job.job_id)
     return None
 
 
@@ -129,7 +143,14 @@ def limit_threads(cpus: int | None, environ: dict[str, str] | None = None) -> in
 
 
 def describe_local_tasks_to_lightning(tasks: LaunchedTasks, environ: dict[str, str] | None = None) -> None:
-    """Export torchrun-style variables so Lightning joins submitit's local tasks instead of starting its own."""
+    """Export torchrun-style variables so Lightning joins submitit's local tasks instead of starting its own.
+
+    Not ``submitit.helpers.TorchDistributedEnvironment().export()``, which does nearly this: it
+    narrows ``CUDA_VISIBLE_DEVICES`` to one GPU per task by default (Lightning, given
+    ``devices=N``, expects the node's N GPUs), takes the host name as the master address
+    (127.0.0.1 always works for tasks of one machine, a host name need not resolve), and raises
+    when one of the variables is already set, where a re-submitted task should keep its own.
+    """
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     env = os.environ if environ is None else environ
