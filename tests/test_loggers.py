@@ -37,8 +37,10 @@ def test_prefixed_loggers_keep_a_method_apart(tmp_path):
 
 
 def test_a_training_method_logs_its_curves_to_csv_and_offline_wandb(tmp_path):
+    """finetune's loss and the retrained reference's training, each under its prefix, next to the final metrics."""
     assert os.environ.get("WANDB_MODE") in (None, "offline"), "this test checks the config's own offline default"
-    run_cli("unlearn.py", "debug=fast", "method=finetune", "logger=many", "trainer.accelerator=cpu",
+    run_cli("unlearn.py", "debug=fast", "method=finetune", "logger=many", "evaluation.reference=retrain",
+            "trainer.accelerator=cpu",
             "hydra.run.dir=run", root=tmp_path, check=True, timeout=300,
             env={"WANDB_SILENT": "true"})
     run = tmp_path / "run"
@@ -46,6 +48,7 @@ def test_a_training_method_logs_its_curves_to_csv_and_offline_wandb(tmp_path):
         rows = list(csv.DictReader(handle))
     assert rows and any(row.get("finetune-unlearn/train_loss") for row in rows), rows[:3]
     assert "unlearned/forget_test_acc" in (run / "logs" / "metrics.csv").read_text()
+    assert "reference-train/loss_step" in (run / "logs" / "reference" / "metrics.csv").read_text()
     offline = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(offline) == 1, "one offline W&B run holds the curves and the final metrics"
     data = offline[0].read_bytes()
