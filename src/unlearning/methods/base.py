@@ -52,11 +52,14 @@ class UnlearningMethod(ABC):
     #: "Dr only", "Df only", "class only" (no samples, only which classes to forget) or "Df + Dr".
     data_needed: str = "Df + Dr"
 
+    #: Why the other tasks are refused, in words for the error message.
+    unsupported_reason: str = ""
+
     def check_task(self, task: str) -> None:
         if task not in self.supported_tasks:
             raise UserError(
                 f"method={self.name} does not support task={task}; it supports: "
-                f"{', '.join(self.supported_tasks)}."
+                f"{', '.join(self.supported_tasks)}." + (f" {self.unsupported_reason}" if self.unsupported_reason else "")
             )
 
     @abstractmethod

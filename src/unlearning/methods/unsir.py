@@ -103,6 +103,8 @@ def per_class_head(groups: np.ndarray, limit: int) -> list[int]:
 class UNSIR(UnlearningMethod):
     name = "unsir"
     supported_tasks = ("fullclass", "subclass")
+    unsupported_reason = ("UNSIR learns noise that maximises the loss of the forgotten class; random samples, "
+                          "poisons and mislabelled samples are no class of their own.")
 
     def __init__(self, noise_steps: int | Mapping[str, int] = 25, noise_lr: float = 0.1, noise_l2: float = 0.1,
                  noise_batch_size: int = 32, noise_batches: int = 80, samples_per_class: int = 500,
