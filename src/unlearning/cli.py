@@ -31,6 +31,8 @@ QUIET_WARNINGS = (
     r".*returned `None`, this fit will run with no optimizer.*",
     r".*does not have many workers.*",
     r".*LitLogger.*",
+    # by design: every WandbLogger of a run (method curves, reference, final metrics) writes to one W&B run
+    r".*There is a wandb run already in progress.*",
 )
 
 
