@@ -49,6 +49,8 @@ def test_a_training_method_logs_its_curves_to_csv_and_offline_wandb(tmp_path):
     assert rows and any(row.get("finetune-unlearn/train_loss") for row in rows), rows[:3]
     assert "unlearned/forget_test_acc" in (run / "logs" / "metrics.csv").read_text()
     assert "reference-train/loss_step" in (run / "logs" / "reference" / "metrics.csv").read_text()
+    # the source model trained first (train_if_missing) keeps its curves too, under "source"
+    assert "source-train/loss_step" in (run / "logs" / "source" / "metrics.csv").read_text()
     offline = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(offline) == 1, "one offline W&B run holds the curves and the final metrics"
     data = offline[0].read_bytes()

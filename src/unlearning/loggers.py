@@ -22,8 +22,10 @@ class Loggers(list):
 
     Lightning's Trainer takes it as the list it is (several loggers); the run's final record
     goes to all of them through the same three calls a single logger has. Lightning 2 dropped
-    its own ``LoggerCollection``, which did exactly this.
+    its own ``LoggerCollection``, which did exactly this. ``prefix`` is the one its loggers were built with.
     """
+
+    prefix: str = ""
 
     def log_hyperparams(self, params: dict[str, Any]) -> None:
         for logger in self:
@@ -53,6 +55,7 @@ def build_loggers(cfg: DictConfig, prefix: str = "") -> Loggers:
     from hydra.utils import instantiate
 
     built = Loggers()
+    built.prefix = prefix
     for name, spec in logger_configs(cfg).items():
         options: dict[str, Any] = {}
         if prefix:

@@ -16,7 +16,7 @@ from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
 from unlearning.jobs.subset import subset_if_asked
-from unlearning.loggers import build_loggers
+from unlearning.loggers import Loggers, build_loggers
 from unlearning.validate import positive_number
 
 
@@ -114,6 +114,10 @@ def curve_logger(cfg: DictConfig, logger: Any, overrides: dict[str, Any]) -> Any
     if isinstance(logger, str):
         return build_logger(cfg, prefix=logger)
     trains = int(overrides.get("max_epochs") or 0) > 0
+    if isinstance(logger, Loggers) and not logger.prefix and trains and cfg.get("job") == "unlearn":
+        # train.py's training inside an unlearn run (train_if_missing): the source model's curves get
+        # their own prefix and CSV folder, or the run's final metrics (same logs/ folder) would delete them
+        return build_logger(cfg, prefix="source")
     if logger is False and trains and cfg.get("log_method_curves") and cfg.get("method") is not None:
         return build_logger(cfg, prefix=str(cfg.method.name))
     return logger
