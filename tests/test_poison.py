@@ -260,3 +260,17 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
         refused = run_cli("unlearn.py", *fast, *task, f"checkpoint={checkpoint}", "method=baseline",
                           f"hydra.run.dir={tmp_path / name}", root=tmp_path)
         assert refused.returncode != 0 and "corruption_key" in refused.stderr, refused.stderr[-2000:]
+
+
+def test_train_py_with_a_poison_task_names_the_poisoned_model():
+    from tests.conftest import compose_config
+    from unlearning.models.registry import registry_path
+
+    poisoned = registry_path(compose_config("train", ["task=poison", "task.poison.share=0.02"]), "fine", 8)
+    clean = registry_path(compose_config("train", []), "fine", 8)
+    other = registry_path(compose_config("unlearn", ["task=poison", "task.identified=0.9"]), "fine", 8)
+    assert clean.name == "digits-fine-resnet18-8px-seed0"
+    assert poisoned.name.startswith(clean.name + "-poison-") and poisoned != other
+    same = registry_path(compose_config("unlearn", ["task=poison", "task.poison.share=0.02", "task.identified=0.9"]),
+                         "fine", 8)
+    assert same == poisoned, "what was identified does not change the trained model"
