@@ -255,6 +255,14 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
     for stage in ("original", "unlearned"):
         assert {"healed_acc", "attack_success", "poison_acc", "poison_identified_acc"} <= set(results["metrics"][stage])
     assert results["metrics"]["unlearned"]["forget_train_acc"] <= results["metrics"]["original"]["forget_train_acc"]
+    # the report's Potion-shaped table: the poisoned model before, then Potion, with healed % and the accuracy drop
+    from unlearning.report.write import write_report
+
+    report = write_report([tmp_path / "run"], tmp_path / "report")
+    table = next(iter(report.tables.values()))
+    assert "healed %" in table and "acc drop" in table and "attack success %" in table
+    assert "| original" in table and "| potion" in table
+    assert f"{results['metrics']['unlearned']['healed_acc']:.2f}" in table
     # the clean model is refused for a poison task, and the poisoned one for a clean task
     for name, task, checkpoint in (("poison", poison, digits_checkpoint), ("clean", ["task=fullclass"], source)):
         refused = run_cli("unlearn.py", *fast, *task, f"checkpoint={checkpoint}", "method=baseline",

@@ -66,7 +66,7 @@ def corruption_table(runs: pd.DataFrame) -> str | None:
             values = pd.to_numeric(chunk[column], errors="coerce")
             cells.append(mean_std(values.mean(), values.std(ddof=1) if values.count() > 1 else None, decimals))
         lines.append(cells)
-    return render(headers, lines, right=len(headers) - len(columns))
+    return render(headers, lines, right=len(headers) - len(columns) - 1)
 
 
 def corruption_section(runs: pd.DataFrame) -> str | None:
