@@ -6,7 +6,9 @@ method with the default callbacks); the rest is checked on composed configs and 
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import subprocess
 import time
 
@@ -22,18 +24,44 @@ from unlearning.jobs.builders import config_callbacks, make_trainer
 from unlearning.jobs.subset import subset_bundle
 
 
-def test_debug_fast_finishes_in_seconds_and_leaves_the_registry_alone(tmp_path):
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory) -> dict:
+    """One real ``debug=fast`` run in a fresh root (the source model is trained on the spot) with a training
+    method, the default callbacks, two loggers and the retrained reference: read by the tests below."""
+    root = tmp_path_factory.mktemp("fast")
+    assert os.environ.get("WANDB_MODE") in (None, "offline"), "these tests check the config's own offline default"
     started = time.monotonic()
-    result = run_cli("unlearn.py", "debug=fast", "method=finetune", "callbacks=default", "trainer.accelerator=cpu",
-                     root=tmp_path, check=True, timeout=300)
-    elapsed = time.monotonic() - started
-    assert elapsed < 90, f"debug=fast took {elapsed:.0f} s"
-    records = list((tmp_path / "outputs" / "debug" / "unlearn").glob("*/results.json"))
-    assert len(records) == 1, result.stdout[-2000:]
-    record = json.loads(records[0].read_text())
+    result = run_cli("unlearn.py", "debug=fast", "method=finetune", "callbacks=default", "logger=many",
+                     "evaluation.reference=retrain", "trainer.accelerator=cpu", "hydra.run.dir=run",
+                     root=root, check=True, timeout=300, env={"WANDB_SILENT": "true"})
+    return {"root": root, "run": root / "run", "seconds": time.monotonic() - started, "stdout": result.stdout}
+
+
+def test_debug_fast_finishes_in_seconds_and_leaves_the_registry_alone(fast_run):
+    root = fast_run["root"]
+    assert fast_run["seconds"] < 90, f"debug=fast took {fast_run['seconds']:.0f} s"
+    record = json.loads((fast_run["run"] / "results.json").read_text())
     assert record["model"] == "vit_tiny" and record["n_forget"] + record["n_retain"] < 200
-    assert (tmp_path / "outputs" / "debug" / "checkpoints" / "digits-fine-vit_tiny-16px-seed0").is_dir()
-    assert not (tmp_path / "checkpoints").exists(), "debug=fast published into the real registry"
+    assert (root / "outputs" / "debug" / "checkpoints" / "digits-fine-vit_tiny-16px-seed0").is_dir()
+    assert not (root / "checkpoints").exists(), "debug=fast published into the real registry"
+
+
+def test_a_training_method_logs_its_curves_to_csv_and_offline_wandb(fast_run):
+    """finetune's loss, the reference's and the source model's training, each under its prefix, beside
+    the final metrics, in CSV and in one offline W&B run (no account, no network)."""
+    run = fast_run["run"]
+    with open(run / "logs" / "finetune" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and any(row.get("finetune-unlearn/train_loss") for row in rows), rows[:3]
+    assert "lr-SGD" in (run / "logs" / "finetune" / "metrics.csv").read_text(), "callbacks=default's lr_monitor"
+    assert "unlearned/forget_test_acc" in (run / "logs" / "metrics.csv").read_text()
+    assert "reference-train/loss_step" in (run / "logs" / "reference" / "metrics.csv").read_text()
+    # the source model trained first (train_if_missing) keeps its curves too, under "source"
+    assert "source-train/loss_step" in (run / "logs" / "source" / "metrics.csv").read_text()
+    offline = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 1, "one offline W&B run holds the curves and the final metrics"
+    data = offline[0].read_bytes()
+    assert b"finetune-unlearn/train_loss" in data and b"unlearned/forget_test_acc" in data
 
 
 def test_debug_fast_composes_one_batch_and_yields_to_the_command_line():

@@ -1,14 +1,11 @@
-"""Several loggers at once, and the training-based methods' curves in them (W&B offline, no account)."""
+"""Several loggers at once, and who logs under which prefix (the real run: tests/test_debug_configs.py)."""
 
 from __future__ import annotations
-
-import csv
-import os
 
 import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from tests.conftest import compose_config, run_cli
+from tests.conftest import compose_config
 from unlearning.errors import UserError
 from unlearning.jobs.builders import curve_logger
 from unlearning.loggers import Loggers, build_loggers
@@ -34,24 +31,3 @@ def test_prefixed_loggers_keep_a_method_apart(tmp_path):
                                      f"logger.csv.save_dir={tmp_path}"])
     with pytest.raises(UserError, match="logger.bad built a OrderedDict"):
         build_loggers(bad)
-
-
-def test_a_training_method_logs_its_curves_to_csv_and_offline_wandb(tmp_path):
-    """finetune's loss and the retrained reference's training, each under its prefix, next to the final metrics."""
-    assert os.environ.get("WANDB_MODE") in (None, "offline"), "this test checks the config's own offline default"
-    run_cli("unlearn.py", "debug=fast", "method=finetune", "logger=many", "evaluation.reference=retrain",
-            "trainer.accelerator=cpu",
-            "hydra.run.dir=run", root=tmp_path, check=True, timeout=300,
-            env={"WANDB_SILENT": "true"})
-    run = tmp_path / "run"
-    with open(run / "logs" / "finetune" / "metrics.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    assert rows and any(row.get("finetune-unlearn/train_loss") for row in rows), rows[:3]
-    assert "unlearned/forget_test_acc" in (run / "logs" / "metrics.csv").read_text()
-    assert "reference-train/loss_step" in (run / "logs" / "reference" / "metrics.csv").read_text()
-    # the source model trained first (train_if_missing) keeps its curves too, under "source"
-    assert "source-train/loss_step" in (run / "logs" / "source" / "metrics.csv").read_text()
-    offline = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(offline) == 1, "one offline W&B run holds the curves and the final metrics"
-    data = offline[0].read_bytes()
-    assert b"finetune-unlearn/train_loss" in data and b"unlearned/forget_test_acc" in data
