@@ -282,3 +282,17 @@ def test_train_py_with_a_poison_task_names_the_poisoned_model():
     same = registry_path(compose_config("unlearn", ["task=poison", "task.poison.share=0.02", "task.identified=0.9"]),
                          "fine", 8)
     assert same == poisoned, "what was identified does not change the trained model"
+
+
+def test_poisoned_cifar_in_its_real_file_format(cifar_root):
+    """The same view over torchvision's CIFAR-10 files: the paper's 3 px trigger at 32 px, at the largest normalised value."""
+    from tests.test_data import datamodule
+
+    data = datamodule(["dataset=cifar10", "task=poison", "task.poison.count=6", "task.identified_count=2",
+                      f"paths.data_dir={cifar_root}"])
+    c = data.corruption
+    assert c.trigger.size == 3 and len(c.indices) == 6 and len(data.indices("forget")) == 2
+    assert c.trigger.value == pytest.approx(max((1 - m) / s for m, s in zip(data.bundle.mean, data.bundle.std)))
+    image, label = data.dataset("full")[int(c.indices[0])]
+    assert label == 0 and torch.all(image[:, -3:, -3:] == c.trigger.value) and image.shape == (3, 32, 32)
+    assert not torch.all(image[:, -4, -4] == c.trigger.value), "only the 3x3 corner"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -353,6 +354,7 @@ class PTNSearch(AlphaPolicy):
 
     def dampen(self, model, reference, forget, request) -> dict[str, Any]:
         s = self.settings
+        start = time.perf_counter()
         batch = max(int(request.batch_size), 256)
         original_acc = float(request.agree(dataset_accuracy(model, request.forget_data, batch)))
         share = request.n_forget / (request.n_forget + request.n_retain) / s.start_divisor
@@ -382,7 +384,8 @@ class PTNSearch(AlphaPolicy):
                         "(s=%.4g) is kept.", 100 * acc, tries, s.rho, 100 * original_acc, share)
         return {"alpha": alpha, "lambda": self.lambda_, "share": share, "percentile": share_percentile(share),
                 "tries": tries, "reached": reached, "rho": s.rho, "forget_acc_before": 100 * original_acc,
-                "forget_acc_after": 100 * acc, "parameters_changed": changed}
+                "forget_acc_after": 100 * acc, "parameters_changed": changed,
+                "search_time_s": time.perf_counter() - start}
 
     def __repr__(self) -> str:
         return f"PTNSearch({self.settings!r}, lambda_={self.lambda_:g})"
