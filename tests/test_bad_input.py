@@ -74,7 +74,7 @@ CASES = [
     case("unknown-task", U, ["task=partial"], ["unknown task 'partial'", "fullclass", "random", "subclass"]),
     case("unknown-method-in-sweep", U, ["method=ssd,nope"], ["unknown method 'nope'", "lfssd"]),
     case("misspelt-setting", U, ["method.alhpa=3"], ["unknown setting method.alhpa", "alpha", "lambda_"]),
-    case("train-unknown-model", T, ["model=vgg"], ["unknown model 'vgg'", "resnet18"]),
+    case("train-unknown-model", T, ["model=alexnet"], ["unknown model 'alexnet'", "resnet18"]),
     # what to forget
     case("unknown-class", U, ["task.forget=seven"], ["unknown class 'seven'", "Valid names: 0, 1, 2"], cli=True),
     case("class-index-out-of-range", U, ["task.forget=12"], ["index 12 is out of range", "0..9"]),
