@@ -22,9 +22,12 @@ from unlearning.jobs.unlearn import objective
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 PAPER_TABLES = ("cifar100_fullclass", "cifar20_fullclass", "cifar20_subclass", "cifar10_random", "pins_fullclass")
 PAPER_METHODS = {"baseline", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "ssd"}
+#: The JiT paper's tables (docs/zeroshot.md) run with its own models: the reference's VGG and ViT.
+JIT_TABLES = ("jit_zeroshot", "jit_zeroshot_subclass", "jit_zeroshot_random")
 #: The SSD paper's alpha per model and task (lambda 1), and PinsFaceRecognition's alpha 50, lambda 0.1.
 PAPER_ALPHA = {"resnet18": {"fullclass": 10.0, "subclass": 10.0, "random": 10.0},
                "vit": {"fullclass": 5.0, "subclass": 25.0, "random": 5.0}}
+PAPER_ALPHA["vgg"] = PAPER_ALPHA["resnet18"]  # no SSD value for the JiT reference's VGG: SSD's fallback, 10
 
 
 @cache
@@ -45,6 +48,10 @@ def test_every_paper_table_has_a_digits_version():
 def test_experiment_sweeps_models_methods_targets_and_seeds(name):
     axes = sweep_axes(name)
     assert len(axes["seed"]) >= 3, "seeds are a sweep axis: mean and std need several"
+    if name == "digits_zeroshot":  # one request (digit 3) over seeds: the zero-shot methods against retraining
+        assert {"jit", "gkt", "emmn", "retrain", "ssd"} <= set(axes["method"]) and axes["model"] == ["resnet18"]
+        assert compose_config("unlearn", [f"experiment={name}"]).evaluation.reference == "retrain"
+        return
     assert "ssd" in axes["method"] and "baseline" in axes["method"]
     assert PAPER_METHODS - {"unsir"} <= set(axes["method"])
     cfg = compose_config("unlearn", [f"experiment={name}"])
@@ -53,7 +60,8 @@ def test_experiment_sweeps_models_methods_targets_and_seeds(name):
         assert "unsir" not in axes["method"], "UNSIR has no class to learn noise for in random forgetting"
     else:
         assert len(axes["task.forget"]) >= 3
-    expected_models = {"resnet18"} if name.startswith("digits_") else {"resnet18", "vit"}
+    expected_models = ({"resnet18"} if name.startswith("digits_")
+                       else {"vgg", "vit"} if name in JIT_TABLES else {"resnet18", "vit"})
     assert set(axes["model"]) == expected_models
     assert name in str(cfg.hydra.sweep.dir), "each experiment's multirun gets its own folder"
 
