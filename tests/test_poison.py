@@ -296,3 +296,44 @@ def test_poisoned_cifar_in_its_real_file_format(cifar_root):
     image, label = data.dataset("full")[int(c.indices[0])]
     assert label == 0 and torch.all(image[:, -3:, -3:] == c.trigger.value) and image.shape == (3, 32, 32)
     assert not torch.all(image[:, -4, -4] == c.trigger.value), "only the 3x3 corner"
+
+
+# ----------------------------------------------------------------- every method on both tasks (slow)
+@pytest.fixture(scope="module")
+def corrupted_root(tmp_path_factory):
+    """A root where the first run trains the poisoned and the mislabelled digits models (3 epochs each)."""
+    return tmp_path_factory.mktemp("corrupted")
+
+
+CORRUPTION_OVERRIDES = {
+    "poison": ["task.poison.share=0.1", "task.poison.trigger_size=2", "task.identified=0.5"],
+    "mislabel": ["task.mislabel.share=0.1", "task.identified=0.5"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["poison", "mislabel"])
+@pytest.mark.parametrize("method", ["baseline", "retrain", "finetune", "badteacher", "amnesiac", "scrub", "salun", "jit",
+                                    "ssd", "lfssd", "assd", "potion", "auto"])
+def test_every_method_runs_poison_and_mislabel(corrupted_root, tmp_path, method, task):
+    """Every method runs on both tasks through the real pipeline and records the task's figures (UNSIR refuses)."""
+    from omegaconf import open_dict
+
+    from tests.conftest import QUIET, compose_config
+    from tests.test_methods import SHORT
+    from unlearning.evaluation.corruption import MISLABEL_NAMES, POISON_NAMES
+    from unlearning.jobs.unlearn import unlearn
+
+    name, extra = ("ssd", ["method.alpha=auto"]) if method == "auto" else (method, [])
+    cfg = compose_config("unlearn", [f"paths.root_dir={corrupted_root}", f"method={name}", f"task={task}", *QUIET,
+                                     "dataset.training.epochs=3", "evaluation.strong_mia=false",
+                                     "evaluation.probe=false", *CORRUPTION_OVERRIDES[task], *SHORT.get(method, []),
+                                     *extra])
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    results = unlearn(cfg, tmp_path)
+    names = POISON_NAMES if task == "poison" else MISLABEL_NAMES
+    for stage in ("original", "unlearned"):
+        assert set(names) <= set(results["metrics"][stage])
+    after = results["metrics"]["unlearned"]
+    assert math.isfinite(after["test_acc"]) and math.isfinite(after[names[0]])

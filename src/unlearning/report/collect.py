@@ -27,6 +27,10 @@ from unlearning.record import RESULTS_FILE, RunRecord
 
 METRICS = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
 #: The gold-standard figures (evaluation.strong_mia / probe), present in newer records.
+#: Poison / mislabel figures (unlearning.evaluation.corruption), read by the corrupted-data table.
+CORRUPTION_METRICS = ("healed_acc", "attack_success", "poison_acc", "poison_identified_acc", "poison_unidentified_acc",
+                      "error_acc", "error_identified_acc", "error_unidentified_acc", "error_true_acc")
+CORRUPTION_TASKS = ("poison", "mislabel")
 GOLD_METRICS = ("mia_strong", "mia_auc", "probe_forget_test_acc", "probe_forget_member", "probe_member_auc")
 #: Figures relative to the retrained reference (evaluation.reference=retrain); ``*_original`` ones are the
 #: original model's value and land in ``original_<name>``.
@@ -255,7 +259,7 @@ def runs_frame(runs: list[CompleteRun]) -> pd.DataFrame:
             "evaluation_time_s": record.evaluation_time_s,
             "run_dir": str(run.run_dir),
         }
-        for name in (*METRICS, *GOLD_METRICS):
+        for name in (*METRICS, *GOLD_METRICS, *CORRUPTION_METRICS):
             row[name] = (metrics.get("unlearned") or {}).get(name)
             row[f"original_{name}"] = (metrics.get("original") or {}).get(name)
             row[f"retrained_{name}"] = (metrics.get("retrained") or {}).get(name)
@@ -264,7 +268,8 @@ def runs_frame(runs: list[CompleteRun]) -> pd.DataFrame:
             row[name] = relative.get(name)
         row["original_tow"], row["original_js_forget"] = relative.get("tow_original"), relative.get("js_forget_original")
         row["original_js_test"] = relative.get("js_test_original")
-        row["verdict"] = run_verdict(metrics)
+        # the clean / collapsed verdicts judge a forgotten class; poison and mislabel runs have their own table
+        row["verdict"] = None if record.task in CORRUPTION_TASKS else run_verdict(metrics)
         row["source_seed"] = record.source_seed
         row.update({f"param.{k}": v for k, v in method_params(record).items()})
         rows.append(row)

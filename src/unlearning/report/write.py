@@ -12,6 +12,7 @@ import pandas as pd
 from unlearning.errors import UserError
 from unlearning.report.collect import Collection, Missing, collect, relaunch_command, sweep_of
 from unlearning.report.figures import is_sweep, per_class_figure, sweep_figure, time_figure
+from unlearning.report.poison import corruption_section
 from unlearning.report.tables import (
     caption,
     markdown,
@@ -72,6 +73,10 @@ def write_report(paths: Sequence[str | Path], out: Path) -> Report:
         if zero_shot is not None:  # a group with JiT, GKT or EMMN: the JiT paper's table, with the data each needs
             text += f"\n{zero_shot}"
             table += f"\n\n{zero_shot}"
+        corrupted = corruption_section(runs)
+        if corrupted is not None:  # poison / mislabel: healed %, accuracy drop and time, as Potion's tables
+            text += f"\n{corrupted}"
+            table += f"\n\n{corrupted}"
         (out / f"{name}.md").write_text(text)
         report.tables[group] = table
         figures = group_figures(name, group, runs, collection, out / "figures")
