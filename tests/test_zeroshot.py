@@ -187,6 +187,7 @@ def test_emmn_forgets_digit_3_by_the_papers_attack(trained_root, tmp_path):
     ("gkt", "method.attention_beta=-1", r"method.attention_beta must be a number >= 0"),
     ("emmn", "method.noise_batch_size=0", r"method.noise_batch_size must be"),
     ("emmn", "method.forget_noise_steps=-1", r"method.forget_noise_steps must be a whole number >= 0"),
+    ("emmn", "method.noise_l2=abc", r"method.noise_l2 must be a number >= 0"),
     ("jit", "method.train_mode=maybe", r"method.train_mode must be true or false"),
 ])
 def test_bad_settings_are_refused(name, override, message):

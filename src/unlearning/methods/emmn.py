@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from unlearning.errors import UserError
 from unlearning.methods.base import MethodContext
 from unlearning.methods.finetune import CrossEntropyTraining
 from unlearning.methods.training import fit, seeded_generator
@@ -84,8 +85,8 @@ class EMMN(ZeroShotMethod):
                  epochs: int = 2, batch_size: int = 4, lr: float = 1e-4):
         positive_numbers("method.", noise_batch_size=noise_batch_size, noise_batches=noise_batches,
                          noise_lr=noise_lr, batch_size=batch_size, lr=lr, epochs=epochs)
-        if float(noise_l2) < 0:
-            positive_numbers("method.", noise_l2=noise_l2)  # 0 is allowed (no penalty); negative is refused
+        if isinstance(noise_l2, bool) or not isinstance(noise_l2, int | float) or noise_l2 < 0:
+            raise UserError(f"method.noise_l2 must be a number >= 0 (0 = no penalty), got {noise_l2!r}.")
         self.noise_batch_size = whole_number(noise_batch_size, "method.noise_batch_size")
         self.noise_batches = whole_number(noise_batches, "method.noise_batches")
         self.forget_noise_steps = whole_number(forget_noise_steps, "method.forget_noise_steps", minimum=0)
