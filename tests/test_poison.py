@@ -71,6 +71,12 @@ def test_corruption_is_deterministic_and_named_by_its_settings():
     assert first.corruption.key == key and key.startswith("poison-")
     assert key != task_corruption_key({"name": "poison", "poison": {"share": 0.02, "seed": 3}})
     assert task_corruption_key({"name": "fullclass", "forget": "3"}) is None
+    # the code's draw includes target images (they keep their label); from_target=false draws every poison elsewhere
+    c = first.corruption
+    assert (c.true_labels[c.indices] == 0).any()
+    other = poisoned_digits(seed=3, from_target=False).corruption
+    assert len(other.indices) == len(c.indices) and (other.true_labels[other.indices] != 0).all()
+    assert other.key != c.key
 
 
 def test_mislabelled_samples_all_carry_a_wrong_label():

@@ -102,14 +102,19 @@ class Corruption:
                 "description": self.description}
 
 
+#: Settings added after models were published: left out of the key at these values, so those models keep their names.
+KEY_DEFAULTS = {"from_target": True}
+
+
 def corruption_key(kind: str, settings: Mapping[str, Any]) -> str:
     """``<kind>-<digest of the settings>``: part of the trained model's registry name."""
-    return f"{kind}-{digest_json({'kind': kind, **dict(settings)})[:10]}"
+    named = {k: v for k, v in settings.items() if not (k in KEY_DEFAULTS and v == KEY_DEFAULTS[k])}
+    return f"{kind}-{digest_json({'kind': kind, **named})[:10]}"
 
 
 #: The settings of each kind (what the YAML's ``task.poison`` / ``task.mislabel`` hold); they name the model.
 SETTINGS = {
-    "poison": {"share": None, "count": None, "target": 0, "trigger_size": None, "seed": 0},
+    "poison": {"share": None, "count": None, "target": 0, "trigger_size": None, "seed": 0, "from_target": True},
     "mislabel": {"share": None, "count": None, "mode": "random", "classes": None, "seed": 0},
 }
 
@@ -125,6 +130,8 @@ def _settings(kind: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
         settings["share"] = None
     if kind == "poison":
         settings["target"] = str(settings["target"])
+    if kind == "poison" and not isinstance(settings["from_target"], bool):
+        raise UserError(f"task.poison.from_target must be true or false, got {settings['from_target']!r}.")
     if settings.get("classes") is not None:
         settings["classes"] = [str(c) for c in settings["classes"]]
     settings["seed"] = _whole(settings["seed"], f"task.{kind}.seed")
@@ -172,16 +179,25 @@ def corrupted_count(share: Any, count: Any, n_train: int, what: str) -> int:
 
 
 def poison(labels: np.ndarray, names: list[str], *, share: Any = None, count: Any = None, target: int = 0,
-           seed: int = 0, trigger: Trigger | None = None, settings: Mapping[str, Any] | None = None) -> Corruption:
+           seed: int = 0, trigger: Trigger | None = None, from_target: bool = True,
+           settings: Mapping[str, Any] | None = None) -> Corruption:
     """Poison ``share`` (or ``count``) of D drawn with ``seed``: trigger pasted, label set to ``target``.
 
-    As the reference code, the poisons are drawn from all of D, the target class included (a
-    poisoned sample of the target class keeps its label but gets the trigger).
+    ``from_target=True`` draws the poisons from all of D, the target class included, as the
+    reference code does: a poison of the target class keeps its true label. ``False`` draws them
+    from the other classes only, so that every poison's label is wrong (docs/poison.md: with the
+    code's draw, about 1/C of the identified "poisons" are genuine target images that Potion's
+    stop test then needs misclassified). The share is of D either way.
     """
     n = len(labels)
     number = corrupted_count(share, count, n, "task.poison")
+    pool = np.arange(n) if from_target else np.flatnonzero(labels != target)
+    if number > len(pool):
+        raise UserError(f"task.poison: {number} poisons asked for, but only {len(pool)} samples are outside the "
+                        f"target class {names[target]}; give fewer or set task.poison.from_target=true.")
     rng = np.random.default_rng(int(seed))
-    indices = np.sort(rng.choice(n, size=number, replace=False))
+    indices = np.sort(pool[rng.choice(len(pool), size=number, replace=False)]) if not from_target else \
+        np.sort(rng.choice(n, size=number, replace=False))
     corrupted = labels.copy()
     corrupted[indices] = target
     settings = dict(settings or {})

@@ -220,7 +220,7 @@ class PoisonTask(CorruptionTask):
         trigger = Trigger(trigger_size(s["trigger_size"], int(image_size)),
                           maximum_normalised_value(bundle.mean, bundle.std))
         return poison(bundle.train_fine, bundle.fine_names, share=s["share"], count=s["count"], target=target,
-                      seed=s["seed"], trigger=trigger, settings=s)
+                      seed=s["seed"], trigger=trigger, from_target=s["from_target"], settings=s)
 
 
 class MislabelTask(CorruptionTask):
