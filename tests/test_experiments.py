@@ -52,6 +52,13 @@ def test_experiment_sweeps_models_methods_targets_and_seeds(name):
         assert {"jit", "gkt", "emmn", "retrain", "ssd"} <= set(axes["method"]) and axes["model"] == ["resnet18"]
         assert compose_config("unlearn", [f"experiment={name}"]).evaluation.reference == "retrain"
         return
+    if name.endswith("_poison"):  # Potion's grid: poison shares and identified shares, its methods and retraining
+        cfg = compose_config("unlearn", [f"experiment={name}"])
+        assert cfg.task.name == "poison" and len(axes["task.identified"]) >= 2
+        assert {"baseline", "retrain", "ssd", "assd", "potion"} <= set(axes["method"])
+        assert axes["model"] == (["resnet18"] if name.startswith("digits_") else ["resnet9"])
+        assert name in str(cfg.hydra.sweep.dir)
+        return
     assert "ssd" in axes["method"] and "baseline" in axes["method"]
     assert PAPER_METHODS - {"unsir"} <= set(axes["method"])
     cfg = compose_config("unlearn", [f"experiment={name}"])
@@ -84,7 +91,8 @@ def test_experiment_composes_for_each_model_and_method(name, method):
         assert resolved["name"] == method and cfg.model.name == model
         if method in ("ssd", "lfssd"):
             pins = "pins" in name
-            assert cfg.method.alpha == (50.0 if pins else PAPER_ALPHA[model][cfg.task.name])
+            # tasks and models the SSD paper has no value for (poison; resnet9) get SSD's fallback, alpha 10
+            assert cfg.method.alpha == (50.0 if pins else PAPER_ALPHA.get(model, {}).get(cfg.task.name, 10.0))
             assert cfg.method.lambda_ == (0.1 if pins else 1.0)
 
 
@@ -122,6 +130,9 @@ def test_every_forget_target_is_a_real_split(name, data_roots):
         assert len(split.forget_train) > 0 and len(split.retain_train) > 0
         if cfg.task.name == "random":
             assert len(split.forget_train) == 100
+        elif cfg.task.name == "poison":  # Df: the identified part of the poisons the model was trained on
+            poisons = task.corruption(data.bundle, data.input_size).indices
+            assert set(split.forget_train) <= set(poisons) and len(split.forget_test) == 0
         elif cfg.task.name == "subclass":
             assert label_kind == "coarse" and split.description.startswith("sub-class")
         else:
@@ -132,7 +143,8 @@ def test_every_forget_target_is_a_real_split(name, data_roots):
 def test_hparams_search_is_an_optuna_tpe_search_over_alpha_and_lambda():
     cfg = compose_config("unlearn", ["hparams_search=ssd_optuna"])
     sweeper = cfg.hydra.sweeper
-    assert "Optuna" in sweeper._target_ and "TPESampler" in sweeper.sampler._target_
+    # Optuna's TPE, seeded past the trials a persisted study already holds (unlearning.jobs.search)
+    assert "Optuna" in sweeper._target_ and sweeper.sampler._target_ == "unlearning.jobs.search.resumable_tpe"
     assert str(sweeper.direction) in ("minimize", "Direction.minimize")
     assert sweeper.params["method.alpha"].replace(" ", "") == "tag(log,interval(0.1,100))"
     assert sweeper.params["method.lambda_"].replace(" ", "") == "interval(0.1,5)"
