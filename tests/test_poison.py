@@ -183,7 +183,7 @@ def reference_potion(model: nn.Module, retain: DataLoader, forget: DataLoader, v
     frac = len(forget.dataset) / (len(forget.dataset) + len(retain.dataset)) / 25
     original = reference_importances(model, retain, variant)
     sample = reference_importances(model, forget, variant)
-    for tries in range(1, max_tries + 1):
+    for tries in range(1, max_tries + 1):  # noqa: B007 (the count of tries is the result)
         model = reference_modify(copy.deepcopy(original_model), original, sample, 100 - math.log(1 + frac * 100))
         if acc(model) <= rho * before:
             break
@@ -298,7 +298,7 @@ def test_poisoned_cifar_in_its_real_file_format(cifar_root):
                       f"paths.data_dir={cifar_root}"])
     c = data.corruption
     assert c.trigger.size == 3 and len(c.indices) == 6 and len(data.indices("forget")) == 2
-    assert c.trigger.value == pytest.approx(max((1 - m) / s for m, s in zip(data.bundle.mean, data.bundle.std)))
+    assert c.trigger.value == pytest.approx(max((1 - m) / s for m, s in zip(data.bundle.mean, data.bundle.std, strict=True)))
     image, label = data.dataset("full")[int(c.indices[0])]
     assert label == 0 and torch.all(image[:, -3:, -3:] == c.trigger.value) and image.shape == (3, 32, 32)
     assert not torch.all(image[:, -4, -4] == c.trigger.value), "only the 3x3 corner"
