@@ -131,6 +131,13 @@ def test_report_shows_the_reference_columns_and_row(two_runs, tmp_path):
     assert retrained["probe_forget_test_acc_mean"] == two_runs["ssd"]["metrics"]["retrained"]["probe_forget_test_acc"]
     ssd = summary[summary["method"] == "ssd"].iloc[0]
     assert ssd["tow_mean"] == pytest.approx(two_runs["ssd"]["metrics"]["relative"]["tow"])
+    # a table without baseline runs: its "original" row shows the original's distance from the reference,
+    # not the first run's (the bug that showed SSD's -32 points as the original's)
+    alone = collect([two_runs["root"] / "ssd"]).frame()
+    original = summarise(alone).query("method == 'original'").iloc[0]
+    m = two_runs["ssd"]["metrics"]
+    assert original["delta_retain_test_acc_mean"] == pytest.approx(
+        m["original"]["retain_test_acc"] - m["retrained"]["retain_test_acc"])
 
 
 @pytest.mark.distributed

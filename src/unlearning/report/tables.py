@@ -62,6 +62,14 @@ def original_rows(runs: pd.DataFrame) -> pd.DataFrame:
     for column in [c for c in runs.columns if c.startswith("original_")]:
         first[column[len("original_"):]] = first[column]
     first["method"], first["setting"], first["method_time_s"] = "original", "", np.nan
+    # figures against the reference: the original's own (from its and the reference's accuracies), never the run's
+    for column in [c for c in runs.columns if c.startswith("delta_") or c == "gap_mia_auc"]:
+        key = column[len("delta_"):]
+        if column.startswith("delta_") and f"original_{key}" in runs and f"retrained_{key}" in runs:
+            first[column] = (pd.to_numeric(first[f"original_{key}"], errors="coerce")
+                             - pd.to_numeric(first[f"retrained_{key}"], errors="coerce"))
+        elif f"original_{column}" not in runs:
+            first[column] = np.nan
     if "verdict" in first:
         first["verdict"] = None  # the model before unlearning forgot nothing: no verdict
     return first
