@@ -196,8 +196,7 @@ def poison(labels: np.ndarray, names: list[str], *, share: Any = None, count: An
         raise UserError(f"task.poison: {number} poisons asked for, but only {len(pool)} samples are outside the "
                         f"target class {names[target]}; give fewer or set task.poison.from_target=true.")
     rng = np.random.default_rng(int(seed))
-    indices = np.sort(pool[rng.choice(len(pool), size=number, replace=False)]) if not from_target else \
-        np.sort(rng.choice(n, size=number, replace=False))
+    indices = np.sort(pool[rng.choice(len(pool), size=number, replace=False)])
     corrupted = labels.copy()
     corrupted[indices] = target
     settings = dict(settings or {})
