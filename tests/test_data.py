@@ -182,3 +182,20 @@ def test_imagefolder_split(tmp_path):
     assert bundle.train_images[0].size == (12, 12)
     split = FullClassTask("bob").split(bundle, "fine")
     assert set(bundle.train_fine[split.forget_train]) == {1}
+
+
+def test_grey_digit_folder_is_a_real_image_folder(tmp_path):
+    """bench.grey_folder writes the bundled digits as 28x28 grey PNGs that dataset=imagefolder reads as RGB."""
+    from bench.grey_folder import main as write_folder
+    from unlearning.data.imagefolder import build_imagefolder
+
+    assert write_folder([str(tmp_path / "grey")]) == 0
+    bundle = build_imagefolder(str(tmp_path / "grey"), image_size=16)
+    assert bundle.fine_names == [str(d) for d in range(10)]
+    assert len(bundle.train_fine) + len(bundle.test_fine) == 1797
+    image = bundle.train_images[0]
+    assert image.mode == "RGB" and image.size == (28, 28)  # resized to image_size by the transforms, not here
+    pixels = np.asarray(image)
+    assert (pixels[..., 0] == pixels[..., 1]).all() and pixels.max() > 200 and pixels.min() == 0
+    # a folder that holds anything is never written into
+    assert write_folder([str(tmp_path / "grey")]) == 2

@@ -49,6 +49,10 @@ def test_train_keeps_an_existing_model(trained_root, tmp_path):
     assert "test accuracy" in result.stdout
     assert digest(tmp_path / "checkpoints" / "digits-fine-resnet18-8px-seed0") == before
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file(), "the run keeps its own model"
+    # the validation curve is recorded per epoch; the kept weights are its best epoch's (validated on the test split)
+    metadata = json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())
+    assert len(metadata["val_acc_per_epoch"]) == metadata["epochs"] == 1
+    assert max(metadata["val_acc_per_epoch"]) == pytest.approx(metadata["test_acc"], abs=0.01)
 
 
 def test_unlearn_cli_end_to_end(trained_root, digits_checkpoint, tmp_path):
@@ -161,6 +165,8 @@ def test_ddp_two_processes_match_one(trained_root, tmp_path):
         torch.testing.assert_close(runs["two"]["weights"][name], value, rtol=1e-5, atol=1e-8)
 
 
+# slow (about 50 s): SSD's equality under DDP stays in the default suite (test_ddp_two_processes_match_one)
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_auto_lfssd_matches_one_process(trained_root, tmp_path):
     """method.alpha=auto under trainer=ddp: LFSSD's imp_D over batches grouped by the predicted class

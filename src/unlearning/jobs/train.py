@@ -25,15 +25,22 @@ log = logging.getLogger(__name__)
 
 
 class KeepBestWeights(L.Callback):
-    """Keeps a CPU copy of the weights with the best validation accuracy seen so far."""
+    """Keeps a CPU copy of the weights with the best validation accuracy seen so far.
+
+    It also records the validation accuracy of every epoch (``curve``, in %): a recipe that is
+    chaotic in its first epochs shows it there long before its final accuracy does (docs/recipe.md).
+    """
 
     def __init__(self, monitor: str = "val/acc"):
         self.monitor, self.best, self.state, self.epoch = monitor, -1.0, None, -1
+        self.curve: list[float] = []
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
+        if value is not None:
+            self.curve.append(round(100.0 * float(value), 2))
         if value is not None and float(value) > self.best:
             self.best, self.epoch = float(value), trainer.current_epoch
             self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
@@ -73,7 +80,7 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     logits, labels_ = predict(model, data.loader("test"))
     test_acc = accuracy(logits, labels_)
     metadata = model_metadata(cfg, data, test_acc=test_acc, best_epoch=best.epoch, epochs=int(settings["epochs"]),
-                              train_time_s=train_time, config={k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
+                              val_acc_per_epoch=best.curve, train_time_s=train_time, config={k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
                                       for k in cfg if k != "hydra"})
     log.info("test accuracy %.2f%% (best epoch %d), %.1f s of training", test_acc, best.epoch, train_time)
     if output_dir is not None:
