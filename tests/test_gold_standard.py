@@ -140,6 +140,9 @@ def test_report_shows_the_reference_columns_and_row(two_runs, tmp_path):
         m["original"]["retain_test_acc"] - m["retrained"]["retain_test_acc"])
 
 
+# slow (about 40 s): the lock that makes one process train the reference is in the default suite
+# (test_reference_is_trained_once_for_two_processes_and_published), DDP's equality in test_ddp_two_processes_match_one
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_reference_under_ddp_is_trained_by_rank_zero(trained_root, tmp_path):
     """trainer=ddp (2 CPU processes): rank 0 trains and publishes the reference once, on one device."""

@@ -18,6 +18,8 @@ def audit_root(tmp_path_factory, trained_root):
     return root
 
 
+# slow (about 70 s, three CLI runs training shadows); U-LiRA's arithmetic is tested in test_ulira.py
+@pytest.mark.slow
 def test_shadows_spread_over_a_multirun_are_reused_by_the_audit(audit_root):
     sweep = run_cli("audit.py", "-m", *FAST, "audit.only_shadow=0,1", f"hydra.sweep.dir={audit_root / 'sweep'}",
                     root=audit_root, check=True)

@@ -157,6 +157,8 @@ def run(root: Path, run_dir: Path, method: str, *overrides: str) -> dict:
     return results
 
 
+# slow (about 25 s): GKT's no-Dr guarantee and its run stay in test_zero_shot_method_never_reads_retained_data[gkt]
+@pytest.mark.slow
 def test_gkt_forgets_digit_3(trained_root, tmp_path):
     """Two pseudo-batches already take digit 3 away (the gate keeps it out of the student); the
     retained classes suffer with so little distillation (docs/zeroshot.md has the measured cost)."""
