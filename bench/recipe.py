@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in seeds:
         metadata = json.loads((folder(checkpoints, args, seed) / "metadata.json").read_text())
+        if metadata.get("stand_in_of_seed") is not None:  # the tests' copy of another seed, not a trained model
+            what = (f"{folder(checkpoints, args, seed)} is a test stand-in (a copy of seed {metadata['stand_in_of_seed']}), "
+                    f"not a model trained with seed {seed}")
+            if args.write:  # never record a copy as a benchmark figure
+                print(f"error: {what}: delete it or pass --retrain", file=sys.stderr)
+                return 2
+            print(f"warning: {what}", file=sys.stderr)
         rows.append({"seed": seed, "test_acc": round(metadata["test_acc"], 2), "best_epoch": metadata["best_epoch"],
                      "epochs": metadata["epochs"], "train_time_s": round(metadata["train_time_s"], 1),
                      # models trained before the curve was recorded have none

@@ -24,3 +24,14 @@ def test_recipe_bench_reports_each_seed(trained_root):
     holds = min(accuracies) >= 96.5 and spread <= 1.5
     assert result.returncode == (0 if holds else 1), result.stdout + result.stderr
     assert ("holds" if holds else "DOES NOT HOLD") in result.stdout
+
+    # a stand-in is never recorded as a benchmark figure (only checked where seed 1 is one: --write
+    # would otherwise record a developer's real models in bench/results.json)
+    stand_in = json.loads((checkpoints / "digits-fine-resnet18-8px-seed1" / "metadata.json").read_text())
+    if stand_in.get("stand_in_of_seed") is not None:
+        assert "test stand-in" in result.stderr
+        before = (ROOT / "bench" / "results.json").read_bytes()
+        refused = subprocess.run([sys.executable, "-m", "bench.recipe", "--seeds", "0,1", "--write", "--checkpoints",
+                                  str(checkpoints)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and "test stand-in" in refused.stderr, refused.stderr
+        assert (ROOT / "bench" / "results.json").read_bytes() == before
