@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEVICE ?= cpu
 
-.PHONY: install demo test test-all test-slow test-slurm lint bench recipe digits-table clean-outputs
+.PHONY: install demo test test-e2e test-all test-slow test-slurm lint bench recipe digits-table clean-outputs
 
 # Creates .venv and installs the package with its dev tools; quick when nothing changed.
 install: $(STAMP)
@@ -28,6 +28,11 @@ test: install
 # Everything: default suite plus slow, distributed and SLURM tests (CI runs `test` and `test-slurm`).
 test-all: install
 	$(PY) -m pytest -q -m "" --durations=15
+
+# The heaviest end-to-end runs, each the only test of its path (the demo, two processes sharing one
+# retrained reference, Potion through the CLI, bit-identity across processes); CI runs them.
+test-e2e: install
+	$(PY) -m pytest -q -m e2e
 
 test-slow: install
 	$(PY) -m pytest -q -m "slow or distributed"

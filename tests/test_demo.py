@@ -7,11 +7,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from unlearning.demo import WHAT
 from unlearning.evaluation.verdict import verdict
 
 
+@pytest.mark.e2e
 def test_demo_prints_ssd_and_auto_side_by_side(trained_root, tmp_path):
     sweep = tmp_path / "demo"
     checkpoints = tmp_path / "checkpoints"  # the session's source model; the reference is published beside it here

@@ -46,6 +46,7 @@ def assert_identical(weights: list[bytes], results: list[dict]) -> None:
     assert results[0]["method_info"].get("parameters_changed", 1) > 0 or results[0]["method"] == "baseline"
 
 
+@pytest.mark.e2e
 def test_ssd_twice_in_fresh_processes_is_bit_identical(tmp_path):
     """Also: the source checkpoint stays byte-identical and nothing is written outside the two run folders."""
     root = make_tiny_root(tmp_path / "root")

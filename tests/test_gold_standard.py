@@ -51,6 +51,7 @@ def two_runs(trained_root, tmp_path_factory) -> dict:
             "logs": {name: (root / f"{name}.out").read_text() for name in processes}}
 
 
+@pytest.mark.e2e
 def test_reference_is_trained_once_for_two_processes_and_published(two_runs):
     ssd, baseline = two_runs["ssd"], two_runs["baseline"]
     trained = [name for name, log in two_runs["logs"].items() if "training it first" in log]
@@ -67,6 +68,7 @@ def test_reference_is_trained_once_for_two_processes_and_published(two_runs):
     assert retrained["forget_test_acc"] == 0.0 and retrained["retain_test_acc"] > 90.0
 
 
+@pytest.mark.e2e
 def test_relative_metrics_tell_the_original_from_the_gold_standard(two_runs):
     original, relative = two_runs["baseline"]["metrics"], two_runs["baseline"]["metrics"]["relative"]
     # the baseline is the original model: every delta is the original's distance from retrain
@@ -80,6 +82,7 @@ def test_relative_metrics_tell_the_original_from_the_gold_standard(two_runs):
         assert key in ssd
 
 
+@pytest.mark.e2e
 def test_an_output_suppressed_model_fools_accuracy_but_not_the_probe(two_runs, trained_root):
     """Pushing the forgotten class's logit down zeroes Df-test accuracy; the features still know the class."""
     from unlearning.evaluation.evaluate import metrics_of, model_outputs, teacher_logits
@@ -117,6 +120,7 @@ def test_method_retrain_is_its_own_reference(two_runs):
     assert relative["tow"] == pytest.approx(1.0) and relative["js_forget"] == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.e2e
 def test_report_shows_the_reference_columns_and_row(two_runs, tmp_path):
     from unlearning.report.collect import collect
     from unlearning.report.tables import markdown, summarise

@@ -238,6 +238,7 @@ def test_bad_potion_settings_are_refused(options, words):
 
 
 # ----------------------------------------------------------------- end to end through the CLI
+@pytest.mark.e2e
 def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path, digits_checkpoint):
     """unlearn.py task=poison trains the poisoned model (its own registry name), heals it, records the figures."""
     import json
