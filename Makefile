@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(PY) -m unlearning.demo $(ARGS)
 
-# The default suite (16 min 23 s on 2 cores from nothing, 2.7 of them training the digits models).
+# The default suite (11 min 50 s on 2 cores from nothing, 2.4 of them training the digits models).
 test: install
 	$(PY) -m pytest -q
 
