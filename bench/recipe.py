@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     train(seeds, args, checkpoints)
     rows = []
     for seed in seeds:
-        metadata = json.loads((folder(checkpoints, args, seed) / "metadata.json").read_text())
+        published = folder(checkpoints, args, seed)
+        metadata = json.loads((published / "metadata.json").read_text())
         if metadata.get("stand_in_of_seed") is not None:  # the tests' copy of another seed, not a trained model
-            what = (f"{folder(checkpoints, args, seed)} is a test stand-in (a copy of seed {metadata['stand_in_of_seed']}), "
+            what = (f"{published} is a test stand-in (a copy of seed {metadata['stand_in_of_seed']}), "
                     f"not a model trained with seed {seed}")
             if args.write:  # never record a copy as a benchmark figure
                 print(f"error: {what}: delete it or pass --retrain", file=sys.stderr)

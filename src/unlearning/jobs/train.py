@@ -39,9 +39,10 @@ class KeepBestWeights(L.Callback):
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
-        if value is not None:
-            self.curve.append(round(100.0 * float(value), 2))
-        if value is not None and float(value) > self.best:
+        if value is None:
+            return
+        self.curve.append(round(100.0 * float(value), 2))
+        if float(value) > self.best:
             self.best, self.epoch = float(value), trainer.current_epoch
             self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
 
