@@ -74,7 +74,7 @@ def test_random_split_depends_on_seed():
     b = datamodule(["task=random", "task.n_forget=40", "task.seed=2"])
     assert not np.array_equal(a.indices("forget"), b.indices("forget"))
     c = datamodule(["task=random", "task.fraction=0.1", "task.n_forget=null"])
-    assert len(c.indices("forget")) == round(0.1 * 1437)
+    assert len(c.indices("forget")) == round(0.1 * 1293)
 
 
 def test_loaders_yield_images_of_the_model_size():

@@ -9,7 +9,7 @@ Dr and Df never overlap, and together they are exactly D.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,11 +31,13 @@ from unlearning.errors import UserError
 
 @dataclass(frozen=True)
 class ForgetSplit:
-    """Sorted index arrays into the train (``*_train``) and test (``*_test``) sets.
+    """Sorted index arrays into the train (``*_train``), validation (``*_val``) and test (``*_test``) sets.
 
     ``description`` names what is forgotten in words (e.g. ``class rocket``); ``target`` is
-    the resolved class index, or ``None`` for random forgetting, where the test set is
-    shared: ``forget_test`` is then empty and ``retain_test`` is the whole test set.
+    the resolved class index, or ``None`` for random forgetting, where the validation and
+    test sets are shared: ``forget_val`` and ``forget_test`` are then empty and the retained
+    parts are the whole sets. ``retain_val`` is what a retrained reference validates on: the
+    validation split without the forgotten class (it holds no Df).
     """
 
     retain_train: np.ndarray
@@ -44,11 +46,24 @@ class ForgetSplit:
     forget_test: np.ndarray
     description: str
     target: int | None = None
+    retain_val: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    forget_val: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
-    def check(self, n_train: int) -> None:
+    def check(self, n_train: int, n_val: int = 0) -> None:
         """Assert the split invariants; a failure here is a bug, not a user error."""
         assert np.intersect1d(self.retain_train, self.forget_train).size == 0
         assert self.retain_train.size + self.forget_train.size == n_train
+        assert self.retain_val.size + self.forget_val.size == n_val
+
+
+def _shared(bundle: DatasetBundle) -> dict[str, np.ndarray]:
+    """The validation split of a task without a forgotten class: all of it retained, none forgotten."""
+    return {"retain_val": np.arange(len(bundle.labels("fine", "val"))), "forget_val": np.empty(0, dtype=np.int64)}
+
+
+def _by_mask(mask: np.ndarray) -> dict[str, np.ndarray]:
+    """``retain_val`` / ``forget_val`` from a mask over the validation split (True: the forgotten class)."""
+    return dict(zip(("retain_val", "forget_val"), _complement(mask), strict=True))
 
 
 def _complement(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +100,8 @@ class FullClassTask(ForgettingTask):
         target = resolve_class(self.forget, names, aliases, what=what, dataset=_title(bundle, label_kind))
         retain_train, forget_train = _complement(bundle.labels(label_kind, "train") == target)
         retain_test, forget_test = _complement(bundle.labels(label_kind, "test") == target)
-        return ForgetSplit(retain_train, forget_train, retain_test, forget_test, f"{what} {names[target]}", target)
+        return ForgetSplit(retain_train, forget_train, retain_test, forget_test, f"{what} {names[target]}", target,
+                           **_by_mask(bundle.labels(label_kind, "val") == target))
 
 
 class SubClassTask(ForgettingTask):
@@ -111,10 +127,18 @@ class SubClassTask(ForgettingTask):
                                dataset=_title(bundle, "fine"))
         retain_train, forget_train = _complement(bundle.train_fine == target)
         retain_test, forget_test = _complement(bundle.test_fine == target)
-        superclass = bundle.coarse_names[bundle.coarse_of_fine()[target]]
+        coarse_of = bundle.coarse_of_fine()
+        superclass = bundle.coarse_names[coarse_of[target]]
+        siblings = [bundle.fine_names[f] for f, c in coarse_of.items() if c == coarse_of[target] and f != target]
+        if not siblings:
+            raise UserError(f"{bundle.fine_names[target]} is the only class of its superclass {superclass} in "
+                            f"{bundle.name}: forgetting it forgets the whole superclass, which is full-class "
+                            f"forgetting. Use task=fullclass labels=coarse task.forget={superclass}, or a sub-class "
+                            "that shares its superclass with others.")
         return ForgetSplit(
             retain_train, forget_train, retain_test, forget_test,
             f"sub-class {bundle.fine_names[target]} of {superclass}", target,
+            **_by_mask(bundle.labels("fine", "val") == target),
         )
 
 
@@ -148,7 +172,7 @@ class RandomTask(ForgettingTask):
         all_test = np.arange(len(bundle.test_fine))
         return ForgetSplit(
             retain_train, forget_train, all_test, np.array([], dtype=np.int64),
-            f"{count} random samples (seed {self.seed})", None,
+            f"{count} random samples (seed {self.seed})", None, **_shared(bundle),
         )
 
 
@@ -165,7 +189,7 @@ class GivenSamples(ForgettingTask):
         mask[self.forget] = True
         retain_train, forget_train = _complement(mask)
         return ForgetSplit(retain_train, forget_train, np.arange(len(bundle.test_fine)), np.array([], dtype=np.int64),
-                           self.description, None)
+                           self.description, None, **_shared(bundle))
 
 
 class CorruptionTask(ForgettingTask):
@@ -200,6 +224,7 @@ class CorruptionTask(ForgettingTask):
         return ForgetSplit(
             retain_train, forget_train, np.arange(len(bundle.test_fine)), np.array([], dtype=np.int64),
             f"{len(forget_train)} of {len(corruption.indices)} {self.kind} samples identified", corruption.target,
+            **_shared(bundle),
         )
 
 
