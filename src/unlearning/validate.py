@@ -31,11 +31,12 @@ def whole_number(value: Any, key: str, minimum: int = 1, hint: str = "") -> int:
     return int(number)
 
 
-def positive_number(value: Any, key: str, hint: str = "") -> float:
-    """``value`` as a finite float > 0, or a :class:`UserError` naming ``key``."""
+def positive_number(value: Any, key: str, hint: str = "", allow_zero: bool = False) -> float:
+    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``), or a :class:`UserError` naming ``key``."""
     number = _as_float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise UserError(f"{key} must be a positive number, got {value!r}.{' ' + hint if hint else ''}")
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        what = "a number >= 0" if allow_zero else "a positive number"
+        raise UserError(f"{key} must be {what}, got {value!r}.{' ' + hint if hint else ''}")
     return number
 
 

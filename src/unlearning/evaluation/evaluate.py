@@ -32,6 +32,9 @@ from unlearning.fingerprint import dataset_digest, digest_tensors, split_digest,
 from unlearning.progress import progress
 
 METRIC_NAMES = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
+#: Accuracies on the validation split (training data held out of D): what a hyperparameter search
+#: may tune on (``objective``), since the test split only reports.
+VALIDATION_NAMES = ("val_acc", "retain_val_acc", "forget_val_acc")
 #: The gold-standard figures (see docs/evaluation.md); a setting can turn each group off.
 STRONG_MIA_NAMES = ("mia_strong", "mia_auc")
 PROBE_NAMES = ("probe_forget_test_acc", "probe_retain_test_acc", "probe_forget_member", "probe_member_auc")
@@ -57,7 +60,7 @@ class EvaluationSettings:
 
 @dataclass
 class Outputs:
-    """One model's logits (and features) over D (``train_*``) and the test set, in index order."""
+    """One model's logits (and features) over D (``train_*``), the test set and the validation split, in index order."""
 
     train_logits: torch.Tensor
     train_labels: torch.Tensor
@@ -65,6 +68,8 @@ class Outputs:
     test_labels: torch.Tensor
     train_features: torch.Tensor | None = None
     test_features: torch.Tensor | None = None
+    val_logits: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
 
 
 def prediction_parts(weights: str, data: UnlearningDataModule, split: str,
@@ -103,7 +108,10 @@ def model_outputs(model: nn.Module, data: UnlearningDataModule, cache: Any = Non
     weights = weights or (weights_digest(model) if cache is not None else None)
     train = predict_split(model, data, "full", cache, weights, features, show_progress)
     test = predict_split(model, data, "test", cache, weights, features, show_progress)
-    return Outputs(train[0], train[1], test[0], test[1], *((train[2], test[2]) if features else (None, None)))
+    val = predict_split(model, data, "val", cache, weights, False, show_progress) if len(data.indices("val")) \
+        else (None, None)
+    return Outputs(train[0], train[1], test[0], test[1], *((train[2], test[2]) if features else (None, None)),
+                   val_logits=val[0], val_labels=val[1])
 
 
 def zrf_split(data: UnlearningDataModule) -> str:
@@ -148,11 +156,22 @@ def metrics_of(outputs: Outputs, data: UnlearningDataModule, random_logits: torc
                 metrics.update(membership_probe(o.train_features, retain, forget, o.test_features, settings.seed))
             bar.update(1)
     metrics["per_class_test_acc"] = per_class_accuracy(o.test_logits, o.test_labels)
+    metrics.update(validation_metrics(o, data))
     return metrics
 
 
+def validation_metrics(o: Outputs, data: UnlearningDataModule) -> dict[str, float]:
+    """Accuracies (%) on the validation split, all of it and its retained / forgotten parts (NaN when empty)."""
+    if o.val_logits is None:
+        return dict.fromkeys(VALIDATION_NAMES, float("nan"))
+    retain, forget = np.asarray(data.indices("retain_val")), np.asarray(data.indices("forget_val"))
+    return {"val_acc": accuracy(o.val_logits, o.val_labels),
+            "retain_val_acc": accuracy(o.val_logits[retain], o.val_labels[retain]),
+            "forget_val_acc": accuracy(o.val_logits[forget], o.val_labels[forget])}
+
+
 #: Bump when :func:`metrics_of` changes in a way that changes its numbers.
-METRICS_VERSION = "metrics-1"
+METRICS_VERSION = "metrics-2"
 
 
 def cached_metrics(outputs: Outputs, data: UnlearningDataModule, random_logits: torch.Tensor,

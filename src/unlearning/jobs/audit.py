@@ -50,9 +50,16 @@ from unlearning.evaluation.predictions import predict
 from unlearning.evaluation.ulira import leave_one_out_audit, logit_scaled_confidence
 from unlearning.fingerprint import dataset_digest, digest_array, digest_json, weights_digest
 from unlearning.io import atomic_write_json
-from unlearning.jobs.builders import build_cache, build_datamodule, build_model, build_task, make_trainer
+from unlearning.jobs.builders import (
+    build_cache,
+    build_datamodule,
+    build_model,
+    build_task,
+    make_trainer,
+    model_identity,
+    training_recipe,
+)
 from unlearning.jobs.launched import prepare_job
-from unlearning.jobs.reference import recipe
 from unlearning.jobs.unlearn import build_method, fresh_model_factory
 from unlearning.locks import compute_once
 from unlearning.methods.base import MethodContext
@@ -64,7 +71,6 @@ from unlearning.models.checkpoints import (
     save_checkpoint,
 )
 from unlearning.models.classifier import training_settings
-from unlearning.models.registry import source_name
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import whole_number
@@ -101,9 +107,9 @@ def method_context(cfg: DictConfig, data, seed: int, original, run_dir: Path, ca
 
 
 def shadow_path(cfg: DictConfig, data: UnlearningDataModule, half: np.ndarray, shadow: int, seed: int) -> Path:
-    source = source_name(cfg, data.label_kind, data.input_size, seed)
+    source = model_identity(cfg, data.label_kind, data.input_size, seed).name
     digest = digest_json({"half": digest_array(half), "images": dataset_digest(data) or data.bundle.name,
-                          "recipe": recipe(cfg), "seed": seed})[:12]
+                          "recipe": training_recipe(cfg), "seed": seed})[:12]
     return Path(cfg.paths.checkpoint_dir) / "shadows" / f"{source}-half{shadow}-{digest}"
 
 
@@ -127,7 +133,7 @@ def trained_shadow(cfg: DictConfig, data: UnlearningDataModule, shadow: int, see
             save_checkpoint(path, model.cpu(), {
                 "shadow": shadow, "half_digest": digest_array(half), "dataset": cfg.dataset.name,
                 "label_kind": data.label_kind, "model": cfg.model.name, "num_classes": data.num_classes,
-                "seed": seed, "recipe": recipe(cfg), "train_time_s": time.perf_counter() - start,
+                "seed": seed, "recipe": training_recipe(cfg), "train_time_s": time.perf_counter() - start,
                 "test_acc": test_acc, **info}, replace=path.exists() and not checkpoint_exists(path))
     state, _ = load_checkpoint(path)
     return load_into(build_model(cfg, data.num_classes, data.channels), state, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,12 +13,61 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from unlearning.cache import TensorCache, shared_cache
+from unlearning.data.corruption import task_corruption_key
 from unlearning.data.datamodule import UnlearningDataModule
+from unlearning.data.selection import SplitSettings, subset_if_asked
 from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
-from unlearning.jobs.subset import subset_if_asked
 from unlearning.loggers import Loggers, build_loggers
+from unlearning.models.classifier import training_settings
+from unlearning.models.registry import ModelIdentity, recipe_key, registry_path
+from unlearning.reproducibility import seed_of
 from unlearning.validate import positive_number
+
+#: Builder settings that say where the data lives, not what it is: left out of a model's identity.
+LOCATION_KEYS = ("root", "download", "system_dir")
+
+
+def training_recipe(cfg: DictConfig) -> dict[str, Any]:
+    """How a model of this config is trained from scratch: schedule, augmentation, model settings.
+
+    The source model's recipe, which a retrained reference repeats on Dr; part of both identities.
+    """
+    return {"training": training_settings(cfg.dataset.training, cfg.model.get("training")),
+            "augment": OmegaConf.to_container(cfg.dataset.augment, resolve=True),
+            "model": OmegaConf.to_container(cfg.model, resolve=True)}
+
+
+def data_selection(cfg: DictConfig) -> dict[str, Any]:
+    """Which images are D and the validation split: the builder's settings (not its paths), split, subset."""
+    builder = {k: v for k, v in OmegaConf.to_container(cfg.dataset.builder, resolve=True).items()
+               if k not in LOCATION_KEYS}
+    dataset = cfg.dataset
+    return {"builder": builder,
+            "split": SplitSettings.from_config(OmegaConf.to_container(dataset.split, resolve=True)
+                                               if dataset.get("split") is not None else None).describe(),
+            "subset": OmegaConf.to_container(dataset.subset, resolve=True) if dataset.get("subset") else None}
+
+
+def corruption_key_of(cfg: DictConfig) -> str | None:
+    """The key of the corrupted D (``task=poison|mislabel``) the model is trained on; None for clean D."""
+    task = cfg.get("task")
+    if task is None:
+        return None
+    return task_corruption_key(OmegaConf.to_container(task, resolve=True))
+
+
+def model_identity(cfg: DictConfig, label_kind: str, input_size: int, seed: int | None = None) -> ModelIdentity:
+    """The registry identity of the source model this config trains (or starts from) with ``seed`` (default: cfg's)."""
+    return ModelIdentity(dataset=str(cfg.dataset.name), label_kind=label_kind, model=str(cfg.model.name),
+                         image_size=int(input_size), seed=seed_of(cfg) if seed is None else int(seed),
+                         recipe_key=recipe_key(data_selection(cfg), training_recipe(cfg)),
+                         corruption_key=corruption_key_of(cfg))
+
+
+def published_model_path(cfg: DictConfig, label_kind: str, input_size: int) -> Path:
+    """Where the source model of this config (``cfg.seed``) is published under ``paths.checkpoint_dir``."""
+    return registry_path(cfg.paths.checkpoint_dir, model_identity(cfg, label_kind, input_size))
 
 
 def instantiate_plain(config: Any, **kwargs: Any) -> Any:
@@ -56,8 +106,9 @@ def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str |
     """The data module of ``cfg.dataset`` for ``task`` (None: training only, on D corrupted by ``corrupt_with``)."""
     dataset = cfg.dataset
     builder_cfg = dataset.builder
-    # debug=fast: a stratified fraction of the images (unlearning.jobs.subset); null: all of them
+    # debug=fast: a stratified fraction of the images (unlearning.data.selection); null: all of them
     subset = OmegaConf.to_container(dataset.subset, resolve=True) if dataset.get("subset") else None
+    split = OmegaConf.to_container(dataset.split, resolve=True) if dataset.get("split") is not None else None
     return UnlearningDataModule(
         builder=lambda: subset_if_asked(instantiate_plain(builder_cfg), subset),
         task=task,
@@ -70,6 +121,12 @@ def build_datamodule(cfg: DictConfig, task: ForgettingTask | None, labels: str |
         eval_batch_size=dataset.eval_batch_size,
         num_workers=dataset.num_workers,
         pin_memory=uses_gpu(cfg),  # page-locked batches: asynchronous host-to-GPU copies
+        split=split,
+        in_memory=int(positive_number(dataset.get("in_memory_gb", 4), "dataset.in_memory_gb", allow_zero=True,
+                                      hint="It is the most GB a side's images may take as one tensor (0: never).")
+                      * 2**30),
+        # small datasets live on the GPU and are augmented there, a batch at a time
+        device="cuda" if uses_gpu(cfg) and dataset.get("on_device", True) else None,
     )
 
 

@@ -27,14 +27,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from unlearning.errors import UserError
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
 from unlearning.fingerprint import dataset_digest, digest_json, split_digest
-from unlearning.jobs.builders import build_model, make_trainer
+from unlearning.jobs.builders import build_model, make_trainer, model_identity, training_recipe
 from unlearning.locks import compute_once
 from unlearning.methods.base import MethodContext
 from unlearning.methods.retrain import Retrain
@@ -46,7 +46,6 @@ from unlearning.models.checkpoints import (
     save_checkpoint,
 )
 from unlearning.models.classifier import training_settings
-from unlearning.models.registry import source_name
 from unlearning.validate import one_of, positive_number
 
 log = logging.getLogger(__name__)
@@ -72,21 +71,14 @@ def forget_fingerprint(data) -> dict[str, str]:
             "images": dataset_digest(data) or f"{data.bundle.name}-{data.input_size}px"}
 
 
-def recipe(cfg: DictConfig) -> dict[str, Any]:
-    """The source model's training recipe, which the reference repeats on Dr."""
-    return {"training": training_settings(cfg.dataset.training, cfg.model.get("training")),
-            "augment": OmegaConf.to_container(cfg.dataset.augment, resolve=True),
-            "model": OmegaConf.to_container(cfg.model, resolve=True)}
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
 
 
 def reference_path(cfg: DictConfig, data, seed: int) -> Path:
     """Where the retrained reference of this run's forget request is published."""
-    source = source_name(cfg, data.label_kind, data.input_size, seed)
-    digest = digest_json({"request": forget_fingerprint(data), "recipe": recipe(cfg), "seed": seed})[:12]
+    source = model_identity(cfg, data.label_kind, data.input_size, seed).name
+    digest = digest_json({"request": forget_fingerprint(data), "recipe": training_recipe(cfg), "seed": seed})[:12]
     return (Path(cfg.paths.checkpoint_dir) / "references"
             / f"{source}-retrain-{cfg.task.name}-{slug(data.split.description)}-{digest}")
 
@@ -177,7 +169,7 @@ def find_or_train_reference(cfg: DictConfig, data, seed: int, fresh, run_dir: Pa
             metadata = {**expected_metadata(cfg, data, seed), "forget": data.split.description,
                         "retain_digest": forget_fingerprint(data)["retain"],
                         "class_names": data.class_names, "channels": data.channels,
-                        "recipe": recipe(cfg), "created": datetime.now(UTC).isoformat(timespec="seconds"), **info}
+                        "recipe": training_recipe(cfg), "created": datetime.now(UTC).isoformat(timespec="seconds"), **info}
             try:
                 save_checkpoint(path, model, metadata, replace=path.exists() and not checkpoint_exists(path))
                 log.info("published the retrained reference to %s (test accuracy %.2f%%)", path, info["test_acc"])

@@ -1,4 +1,9 @@
-"""Train a classifier with the paper's recipe and publish it where unlearn.py finds it."""
+"""Train a classifier with the dataset's recipe and publish it where unlearn.py finds it.
+
+The model that is kept is chosen without the test split: the last epoch (``training.keep:
+last``, the default) or the epoch with the best accuracy on the validation split (``best``).
+The test accuracy is measured once, afterwards, to report (docs/recipe.md says why last).
+"""
 
 from __future__ import annotations
 
@@ -6,49 +11,54 @@ import logging
 import time
 from pathlib import Path
 
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from unlearning.distributed import is_rank_zero
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
-from unlearning.jobs.builders import build_datamodule, build_logger, build_model, build_task, make_trainer
+from unlearning.jobs.builders import (
+    build_datamodule,
+    build_logger,
+    build_model,
+    build_task,
+    corruption_key_of,
+    make_trainer,
+    model_identity,
+)
 from unlearning.jobs.launched import prepare_job
 from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, save_checkpoint
-from unlearning.models.classifier import classifier_for_schedule, training_settings
-from unlearning.models.registry import corruption_key_of, model_metadata, registry_path
+from unlearning.models.classifier import (
+    PreciseBatchNorm,
+    ValidationCurve,
+    classifier_for_schedule,
+    training_settings,
+)
+from unlearning.models.registry import model_metadata, registry_path
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
-from unlearning.validate import positive_number, whole_number
+from unlearning.validate import one_of, positive_number, whole_number
 
 log = logging.getLogger(__name__)
 
+#: Which epoch's weights training keeps: the last, or the best on the validation split.
+KEEP = ("last", "best")
 
-class KeepBestWeights(L.Callback):
-    """Keeps a CPU copy of the weights with the best validation accuracy seen so far.
 
-    It also records the validation accuracy of every epoch (``curve``, in %): a recipe that is
-    chaotic in its first epochs shows it there long before its final accuracy does (docs/recipe.md).
-    """
-
-    def __init__(self, monitor: str = "val/acc"):
-        self.monitor, self.best, self.state, self.epoch = monitor, -1.0, None, -1
-        self.curve: list[float] = []
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            return
-        self.curve.append(round(100.0 * float(value), 2))
-        if float(value) > self.best:
-            self.best, self.epoch = float(value), trainer.current_epoch
-            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+def checked_schedule(cfg: DictConfig) -> dict:
+    """The dataset's training schedule with the model's on top, checked (epochs, lr, batch size, keep)."""
+    settings = training_settings(cfg.dataset.training, cfg.model.get("training"))
+    settings["epochs"] = whole_number(settings["epochs"], "dataset.training.epochs (model.training.epochs on top)")
+    settings["lr"] = positive_number(settings["lr"], "dataset.training.lr (model.training.lr on top)")
+    settings["keep"] = one_of(settings.get("keep", "last"), "dataset.training.keep", KEEP,
+                              hint="(last: the final epoch; best: the best on the validation split)")
+    settings["precise_bn"] = whole_number(settings.get("precise_bn", 2000), "dataset.training.precise_bn", minimum=0,
+                                          hint="It is how many training images batch norm's statistics are "
+                                               "recomputed on after the last epoch (0: keep the running ones).")
+    return settings
 
 
 def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | None = None) -> Path:
-    """Train from scratch on D, keep the best test-accuracy epoch, save and publish it.
+    """Train from scratch on D, keep the last (or best-validation) epoch, save and publish it.
 
     Returns the published checkpoint folder (``paths.checkpoint_dir/<name>``); an existing
     one is only replaced with ``overwrite=true``. The run's own copy stays in its folder.
@@ -58,35 +68,45 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     corrupt_with = build_task(cfg) if corruption_key_of(cfg) else None
     data = build_datamodule(cfg, task=None, labels=labels or cfg.get("labels") or None, corrupt_with=corrupt_with)
     data.setup()
-    settings = training_settings(cfg.dataset.training, cfg.model.get("training"))
+    settings = checked_schedule(cfg)
     data.batch_size = whole_number(settings.get("batch_size", data.batch_size), "dataset.training.batch_size")
-    settings["epochs"] = whole_number(settings["epochs"], "dataset.training.epochs (model.training.epochs on top)")
-    settings["lr"] = positive_number(settings["lr"], "dataset.training.lr (model.training.lr on top)")
+    identity = model_identity(cfg, data.label_kind, data.input_size)
     module = classifier_for_schedule(build_model(cfg, data.num_classes, data.channels), data.num_classes,
                                      settings, settings["epochs"])
-    best = KeepBestWeights()
+    curve = ValidationCurve(keep_best=settings["keep"] == "best")
+    callbacks = [curve]
+    if settings["precise_bn"]:  # before the last validation, so the curve's last point is the kept model's
+        callbacks.insert(0, PreciseBatchNorm(data.sample_loader("full", settings["precise_bn"])))
     trainer = make_trainer(cfg, logger=build_logger(cfg), max_epochs=int(settings["epochs"]),
-                           callbacks=[best], enable_checkpointing=False,
+                           callbacks=callbacks, enable_checkpointing=False, num_sanity_val_steps=0,
                            default_root_dir=str(output_dir) if output_dir is not None else None)
-    log.info("training %s on %s (%s labels, %d classes, %d px) for %d epochs",
-             cfg.model.name, cfg.dataset.name, data.label_kind, data.num_classes, data.input_size, settings["epochs"])
+    log.info("training %s on %s (%s labels, %d classes, %d px; D %d, validation %d images) for %d epochs",
+             cfg.model.name, cfg.dataset.name, data.label_kind, data.num_classes, data.input_size,
+             len(data.indices("full")), len(data.indices("val")), settings["epochs"])
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     train_time = time.perf_counter() - start
+    target = registry_path(cfg.paths.checkpoint_dir, identity)
     if not is_rank_zero():
-        return registry_path(cfg, data.label_kind, data.input_size)
+        return target
     model = module.model.cpu()
-    if best.state is not None:
-        model.load_state_dict(best.state)
+    kept = int(settings["epochs"]) - 1
+    if curve.keep_best and curve.state is not None:
+        model.load_state_dict(curve.state)
+        kept = curve.epoch
     logits, labels_ = predict(model, data.loader("test"))
-    test_acc = accuracy(logits, labels_)
-    metadata = model_metadata(cfg, data, test_acc=test_acc, best_epoch=best.epoch, epochs=int(settings["epochs"]),
-                              val_acc_per_epoch=best.curve, train_time_s=train_time, config={k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                                      for k in cfg if k != "hydra"})
-    log.info("test accuracy %.2f%% (best epoch %d), %.1f s of training", test_acc, best.epoch, train_time)
+    test_acc = accuracy(logits, labels_)  # measured to report, after the choice
+    config = {k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in cfg if k != "hydra"}
+    metadata = model_metadata(
+        identity, data, OmegaConf.to_container(cfg.model, resolve=True), test_acc=test_acc,
+        val_acc=curve.curve[kept] if kept < len(curve.curve) else None, kept_epoch=kept + 1, keep=settings["keep"],
+        best_val_epoch=curve.epoch + 1 if curve.epoch >= 0 else None, epochs=int(settings["epochs"]), val_acc_per_epoch=curve.curve,
+        n_train=int(len(data.indices("full"))), n_val=int(len(data.indices("val"))),
+        train_time_s=train_time, config=config)
+    log.info("test accuracy %.2f%% (kept epoch %d of %d, %s), %.1f s of training", test_acc, kept + 1,
+             settings["epochs"], settings["keep"], train_time)
     if output_dir is not None:
         save_checkpoint(Path(output_dir) / "model", model, metadata)
-    target = registry_path(cfg, data.label_kind, data.input_size)
     overwrite = bool(cfg.get("overwrite", False))
     try:
         if checkpoint_exists(target) and not overwrite:
@@ -97,7 +117,8 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     except FileExistsError:
         log.warning("kept the existing trained model at %s (set overwrite=true to replace it); "
                     "this run's model is in %s", target, Path(output_dir or ".") / "model")
-    print(f"test accuracy: {test_acc:.2f}%  (train time {train_time:.1f} s)  checkpoint: {target}")
+    print(f"test accuracy: {test_acc:.2f}%  (validation {metadata['val_acc']}%, train time {train_time:.1f} s)  "
+          f"checkpoint: {target}")
     return target
 
 

@@ -52,6 +52,7 @@ from unlearning.jobs.builders import (
     build_task,
     instantiate_plain,
     make_trainer,
+    published_model_path,
 )
 from unlearning.jobs.launched import prepare_job
 from unlearning.jobs.reference import check_given_reference, find_or_train_reference, reference_kind
@@ -66,7 +67,6 @@ from unlearning.models.checkpoints import (
     save_checkpoint,
 )
 from unlearning.models.classifier import training_settings
-from unlearning.models.registry import registry_path
 from unlearning.record import COMPLETE, RESULTS_FILE, RunRecord, record_complete
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
@@ -90,7 +90,7 @@ def find_source_checkpoint(cfg: DictConfig, data, run_dir: Path) -> Path:
     """``checkpoint=PATH`` if given; else the published model, trained first when missing."""
     if cfg.get("checkpoint"):
         return Path(str(cfg.checkpoint)).expanduser()
-    target = registry_path(cfg, data.label_kind, data.input_size)
+    target = published_model_path(cfg, data.label_kind, data.input_size)
     if checkpoint_exists(target):
         return target
     if not cfg.get("train_if_missing", True):
@@ -120,25 +120,26 @@ def fresh_model_factory(cfg: DictConfig, data, seed: int):
 
 
 def objective(before: dict[str, float], after: dict[str, float]) -> float:
-    """The value a hyperparameter search minimises (in accuracy points; lower is better).
+    """The value a hyperparameter search minimises (in accuracy points; lower is better), from the
+    **validation split** only: a search tunes, and nothing that tunes reads the test split.
 
-    ``forgetting gap + 2 x max(0, Dr-test accuracy lost)``, where the forgetting gap is how
-    far the unlearned model is from what a model never trained on Df would do:
+    ``forgetting gap + 2 x max(0, retained validation accuracy lost)``, where the forgetting gap
+    is how far the unlearned model is from what a model never trained on Df would do:
 
-    - full-class and sub-class: the Df-test accuracy itself (the ideal is to classify none of
-      the forgotten class as it);
-    - random forgetting (no Df-test): ``|Df-train accuracy - test accuracy|``, because a model
-      that never saw Df classifies it like unseen data, not at 0 %; pushing Df to 0 % is
-      over-forgetting and itself reveals which samples were forgotten.
+    - full-class and sub-class: the accuracy on the forgotten class's validation images (the
+      ideal is to classify none of them as it);
+    - random forgetting (no forgotten class): ``|Df-train accuracy - validation accuracy|``,
+      because a model that never saw Df classifies it like unseen data, not at 0 %; pushing Df
+      to 0 % is over-forgetting and itself reveals which samples were forgotten.
 
     Retained accuracy counts twice so that a search cannot buy forgetting with collateral
     damage. Sweepers (Optuna) read it as the return value of unlearn.py's task function.
     """
-    lost = max(0.0, before["retain_test_acc"] - after["retain_test_acc"])
-    if math.isnan(after["forget_test_acc"]):
-        gap = abs(after["forget_train_acc"] - after["test_acc"])
+    lost = max(0.0, before["retain_val_acc"] - after["retain_val_acc"])
+    if math.isnan(after["forget_val_acc"]):
+        gap = abs(after["forget_train_acc"] - after["val_acc"])
     else:
-        gap = after["forget_test_acc"]
+        gap = after["forget_val_acc"]
     return float(gap + 2.0 * lost)
 
 

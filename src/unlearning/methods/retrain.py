@@ -9,7 +9,8 @@ seeded by the run's seed). For ViT that fresh model is the same ImageNet-pretrai
 with a new head that the original was fine-tuned from, so retrain repeats the original
 fine-tuning on Dr. The schedule is the one ``train.py`` used for the source model (epochs,
 learning rate, milestones, warm-up, batch size, augmentation); the final epoch's weights are
-kept (``train.py`` keeps its best test-accuracy epoch, which would peek at Df-test here).
+kept, as ``train.py`` keeps by default; its validation accuracy per epoch is recorded on the
+validation split without the forgotten class (``retain_val``: it holds no Df).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.methods.training import fit
-from unlearning.models.classifier import classifier_for_schedule
+from unlearning.models.classifier import PreciseBatchNorm, ValidationCurve, classifier_for_schedule
 
 
 class Retrain(UnlearningMethod):
@@ -50,6 +51,13 @@ def train_from_scratch(model: nn.Module, data: UnlearningDataModule, context: Me
     model.train()
     module = classifier_for_schedule(model, data.num_classes, schedule, epochs)
     loader = data.loader(split, augment=augment, shuffle=True, batch_size=batch_size)
-    fit(module, context, epochs, train_dataloaders=loader, reload_dataloaders_every_n_epochs=0)
+    validation = "retain_val" if split == "retain" else "val"
+    has_validation = len(data.indices(validation)) > 0
+    curve = ValidationCurve()
+    precise = int(schedule.get("precise_bn", 2000) or 0)
+    callbacks = [PreciseBatchNorm(data.sample_loader(split, precise)), curve] if precise else [curve]
+    fit(module, context, epochs, train_dataloaders=loader, reload_dataloaders_every_n_epochs=0,
+        val_dataloaders=data.loader(validation) if has_validation else None, callbacks=callbacks)
     return {"epochs": epochs, "batch_size": batch_size, "lr": schedule["lr"], "augment": bool(augment),
-            "milestones": list(schedule.get("milestones", [])), "schedule": schedule.get("schedule", "multistep")}
+            "milestones": list(schedule.get("milestones", [])), "schedule": schedule.get("schedule", "multistep"),
+            "val_acc_per_epoch": curve.curve}

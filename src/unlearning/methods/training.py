@@ -125,14 +125,16 @@ class UnlearningModule(L.LightningModule):
 
 
 def fit(module: L.LightningModule, context: MethodContext, epochs: int, **trainer_options: Any) -> L.Trainer:
-    """Train ``module`` for ``epochs`` epochs with the run's trainer settings; no validation, no checkpoints.
+    """Train ``module`` for ``epochs`` epochs with the run's trainer settings; no checkpoints, and no
+    validation unless ``val_dataloaders`` is given (a retrained model records its validation curve).
 
     Modules that serve their own data (:class:`UnlearningModule`) reload it every epoch, so
     a phase list may depend on the epoch; pass ``train_dataloaders=`` for a plain loader.
     """
     loaders = trainer_options.pop("train_dataloaders", None)
+    validation = trainer_options.pop("val_dataloaders", None)
     options = dict(max_epochs=int(epochs), enable_checkpointing=False, num_sanity_val_steps=0,
-                   limit_val_batches=0, reload_dataloaders_every_n_epochs=1)
+                   limit_val_batches=0 if validation is None else 1.0, reload_dataloaders_every_n_epochs=1)
     if isinstance(module, UnlearningModule):
         options["use_distributed_sampler"] = False  # PhasedLoader shards by rank itself
     options.update(trainer_options)
@@ -140,7 +142,7 @@ def fit(module: L.LightningModule, context: MethodContext, epochs: int, **traine
     with warnings.catch_warnings():
         # Frozen teachers sit in eval mode on purpose; Lightning would warn about them.
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-        trainer.fit(module, train_dataloaders=loaders)
+        trainer.fit(module, train_dataloaders=loaders, val_dataloaders=validation)
     module.model.eval()
     return trainer
 

@@ -1,62 +1,78 @@
 """Where trained source models are published, and what their metadata says about them.
 
-train.py publishes a model under ``paths.checkpoint_dir`` at a name made of what it was
-trained for (dataset, label kind, architecture, image size, seed); unlearn.py looks it up
-there by the same name and checks the metadata before trusting it. Both sides use these
-functions, so that neither job has to import the other to agree on a path.
+train.py publishes a model under the checkpoint directory at a name made of what it was
+trained for (:class:`ModelIdentity`); unlearn.py looks it up there by the same name and checks
+the metadata before trusting it. Both sides use these functions, so that neither job has to
+import the other to agree on a path. The name carries a digest of everything that makes the
+model another model but is too long to spell out (:attr:`ModelIdentity.recipe_key`: which
+images D and the validation split are, the training recipe, the augmentation): change any of
+it and a new model is trained, instead of an old one being reused silently.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from unlearning.data.corruption import task_corruption_key
+from unlearning.fingerprint import digest_json
 from unlearning.models.checkpoints import checkpoint_name
-from unlearning.reproducibility import seed_of
 
 
-def corruption_key_of(cfg: DictConfig) -> str | None:
-    """The key of the corrupted D (``task=poison|mislabel``) the model is trained on; None for clean D."""
-    task = cfg.get("task")
-    if task is None:
-        return None
-    return task_corruption_key(OmegaConf.to_container(task, resolve=True))
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a trained source model is: its name in the registry is made of these fields."""
+
+    dataset: str
+    label_kind: str
+    model: str
+    image_size: int
+    seed: int
+    #: Digest of the data selection and training recipe (:func:`recipe_key`).
+    recipe_key: str
+    #: The key of the corrupted D (``task=poison|mislabel``) the model is trained on; None for clean D.
+    corruption_key: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``<dataset>-<labels>-<model>-<size>px-seed<N>-<recipe key>[-<corruption key>]``.
+
+        A model trained on poisoned or mislabelled data carries its corruption's key
+        (``...-poison-1a2b3c4d5e``): it is another model than the clean one.
+        """
+        name = f"{checkpoint_name(self.dataset, self.label_kind, self.model, self.image_size, self.seed)}" \
+               f"-{self.recipe_key}"
+        return f"{name}-{self.corruption_key}" if self.corruption_key else name
 
 
-def source_name(cfg: DictConfig, label_kind: str, input_size: int, seed: int) -> str:
-    """The registry name of the source model trained with ``seed`` (references and shadows are named after it).
-
-    A model trained on poisoned or mislabelled data carries its corruption's key
-    (``...-seed0-poison-1a2b3c4d5e``): it is another model than the clean one.
-    """
-    name = checkpoint_name(cfg.dataset.name, label_kind, cfg.model.name, input_size, seed)
-    key = corruption_key_of(cfg)
-    return f"{name}-{key}" if key else name
+def recipe_key(selection: dict[str, Any], recipe: dict[str, Any]) -> str:
+    """A short digest of what the model was trained on and how (``selection``: builder settings without
+    paths, ``dataset.split``, debug subset; ``recipe``: schedule, augmentation, model settings)."""
+    return "r" + digest_json({"selection": selection, "recipe": recipe})[:8]
 
 
-def registry_path(cfg: DictConfig, label_kind: str, input_size: int) -> Path:
-    """Where the model trained with ``cfg.seed`` for (dataset, labels, model, size) is published."""
-    return Path(cfg.paths.checkpoint_dir) / source_name(cfg, label_kind, input_size, seed_of(cfg))
+def registry_path(checkpoint_dir: str | Path, identity: ModelIdentity) -> Path:
+    """Where the model of ``identity`` is published."""
+    return Path(checkpoint_dir) / identity.name
 
 
-def model_metadata(cfg: DictConfig, data, **extra: Any) -> dict[str, Any]:
+def model_metadata(identity: ModelIdentity, data, model_config: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """What unlearn.py checks before it trusts a checkpoint, plus provenance."""
+    corruption = getattr(data, "corruption", None)
     return {
-        "dataset": cfg.dataset.name,
+        "dataset": identity.dataset,
         "label_kind": data.label_kind,
-        "model": cfg.model.name,
+        "model": identity.model,
         "num_classes": data.num_classes,
         "class_names": data.class_names,
         "image_size": data.input_size,
         "channels": data.channels,
-        "model_config": OmegaConf.to_container(cfg.model, resolve=True),
-        "seed": int(cfg.seed),
-        "corruption_key": data.corruption.key if getattr(data, "corruption", None) is not None else None,
-        "corruption": data.corruption.metadata() if getattr(data, "corruption", None) is not None else None,
+        "model_config": model_config,
+        "seed": identity.seed,
+        "recipe_key": identity.recipe_key,
+        "corruption_key": corruption.key if corruption is not None else None,
+        "corruption": corruption.metadata() if corruption is not None else None,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
     }
