@@ -43,16 +43,28 @@ def run_cli(script: str, *overrides: str, root: Path, timeout: int = 600, env: d
     return result
 
 
+def published_path(root: Path, *overrides: str, labels: str = "fine", seed: int = 0, name: str = "train") -> Path:
+    """Where train.py publishes the model of ``overrides`` (training seed ``seed``) under ``root``.
+
+    The registry name carries a digest of the data selection and recipe, so tests ask the
+    registry instead of spelling names out.
+    """
+    from unlearning.jobs.builders import build_datamodule, published_model_path
+
+    cfg = compose_config(name, [f"paths.root_dir={root}", f"labels={labels}", f"seed={seed}", *QUIET, *overrides])
+    data = build_datamodule(cfg, None, labels=labels)
+    data.setup()
+    return published_model_path(cfg, data.label_kind, data.input_size)
+
+
 @pytest.fixture(scope="session")
 def trained_root(tmp_path_factory) -> Path:
-    """A root folder holding ResNet18 trained on digits (fine and coarse labels, 8 px).
+    """A root folder holding ResNet18 trained on digits (fine and coarse labels, 8 px), default recipe.
 
     Trained once per session and shared by every test that unlearns; tests point
-    ``UNLEARNING_ROOT`` or ``paths.checkpoint_dir`` at it. The fine-label model is trained with
-    the default recipe (about 2 minutes on 2 cores): the model every user starts from, on which
-    the tests' figures were measured. The coarse-label model is a 5-epoch stand-in (about 40 s):
-    the tests only run sub-class forgetting's mechanics on it; the recipe's coarse accuracy is a
-    benchmark figure (``python -m bench.recipe --labels coarse``, docs/recipe.md).
+    ``UNLEARNING_ROOT`` or ``paths.checkpoint_dir`` at it. Both are the models every user starts
+    from (the recipe is part of a model's registry name, so a shortened stand-in would not be
+    found by a default run).
     """
     from unlearning.jobs.train import train
 
@@ -60,8 +72,8 @@ def trained_root(tmp_path_factory) -> Path:
     if reuse:  # developers: reuse models trained earlier (root/checkpoints/<name>/) instead of retraining
         return Path(reuse)
     root = tmp_path_factory.mktemp("trained")
-    for labels, schedule in (("fine", []), ("coarse", ["dataset.training.epochs=5"])):
-        cfg = compose_config("train", [f"paths.root_dir={root}", f"labels={labels}", *QUIET, *schedule])
+    for labels in ("fine", "coarse"):
+        cfg = compose_config("train", [f"paths.root_dir={root}", f"labels={labels}", *QUIET])
         train(cfg, output_dir=root / "outputs" / f"train-{labels}")
     return root
 
@@ -70,14 +82,14 @@ def stand_in_for_seed(root: Path, seed: int) -> None:
     """Publish the seed-0 digits models under training seed ``seed`` too (same weights, metadata says ``seed``).
 
     For tests of sweep mechanics over ``seed=0,1`` (reports, resume): they need a model per
-    training seed, not a second 2-minute training run. Tests of what a method does use seed 0.
+    training seed, not a second training run. Tests of what a method does use seed 0.
     """
     import json
     import shutil
 
     for labels in ("fine", "coarse"):
-        source = root / "checkpoints" / f"digits-{labels}-resnet18-8px-seed0"
-        target = root / "checkpoints" / f"digits-{labels}-resnet18-8px-seed{seed}"
+        source = published_path(root, labels=labels)
+        target = published_path(root, labels=labels, seed=seed)
         if target.exists():
             continue
         staging = target.with_name(target.name + ".staging")
@@ -90,7 +102,12 @@ def stand_in_for_seed(root: Path, seed: int) -> None:
 
 @pytest.fixture(scope="session")
 def digits_checkpoint(trained_root) -> Path:
-    return trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0"
+    return published_path(trained_root)
+
+
+@pytest.fixture(scope="session")
+def coarse_checkpoint(trained_root) -> Path:
+    return published_path(trained_root, labels="coarse")
 
 
 @pytest.fixture()

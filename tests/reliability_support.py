@@ -15,8 +15,8 @@ import torch
 from omegaconf import open_dict
 
 from tests.conftest import CONF, QUIET, compose_config
-from unlearning.jobs.builders import build_model
-from unlearning.models.checkpoints import checkpoint_name, save_checkpoint
+from unlearning.jobs.builders import build_model, published_model_path
+from unlearning.models.checkpoints import save_checkpoint
 
 #: Overrides for quick unlearning runs on a random tiny ViT that never trains a missing model.
 TINY = ["model=vit_tiny", "train_if_missing=false", *QUIET]
@@ -28,15 +28,22 @@ def save_random_checkpoint(checkpoint_dir: Path, dataset: str = "digits", model:
                            labels: str = "fine", num_classes: int = 10, channels: int = 1, image_size: int = 16,
                            seed: int = 0, **metadata_extra) -> Path:
     """A checkpoint of a randomly initialised model, with the metadata train.py writes."""
-    cfg = compose_config("train", [f"model={model}", f"dataset={dataset}"])
+    cfg = compose_config("train", [f"model={model}", f"dataset={dataset}", f"seed={seed}",
+                                   f"paths.checkpoint_dir={checkpoint_dir}"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = build_model(cfg, num_classes, channels)
-    target = checkpoint_dir / checkpoint_name(dataset, labels, model, image_size, seed)
+    target = published_model_path(cfg, labels, image_size)
     metadata = {"dataset": dataset, "label_kind": labels, "model": model, "num_classes": num_classes,
                 "class_names": [str(i) for i in range(num_classes)], "image_size": image_size,
                 "channels": channels, "seed": seed, "test_acc": None, **metadata_extra}
     return save_checkpoint(target, network, metadata)
+
+
+def tiny_checkpoint(root: Path, labels: str = "fine") -> Path:
+    """Where :func:`make_tiny_root` put the random vit_tiny model of ``labels``."""
+    cfg = compose_config("train", ["model=vit_tiny", f"paths.root_dir={root}"])
+    return published_model_path(cfg, labels, 16)
 
 
 def make_tiny_root(root: Path) -> Path:

@@ -31,6 +31,7 @@ from tests.reliability_support import (
     result_like,
     run_entry,
     save_random_checkpoint,
+    tiny_checkpoint,
 )
 from tests.test_safe_loading import write_payload
 
@@ -87,9 +88,9 @@ CASES = [
          ["task=subclass needs a dataset with coarse labels", "cifar100"]),
     case("subclass-no-default-target", U, ["dataset=imagefolder", "dataset.root={images_two}", "task=subclass"],
          ["task=subclass has no default target", "task.forget=NAME"]),
-    case("random-zero", U, ["task=random", "task.n_forget=0"], ["n_forget=0 is impossible", "between 1 and 1436"]),
+    case("random-zero", U, ["task=random", "task.n_forget=0"], ["n_forget=0 is impossible", "between 1 and 1292"]),
     case("random-larger-than-D", U, ["task=random", "task.n_forget=5000"],
-         ["n_forget=5000 is impossible", "1437 training samples", "between 1 and 1436"]),
+         ["n_forget=5000 is impossible", "1293 training samples", "between 1 and 1292"]),
     case("random-fraction", U, ["task=random", "task.n_forget=null", "task.fraction=1.5"],
          ["task.fraction must lie strictly between 0 and 1"]),
     # hyperparameters
@@ -179,7 +180,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("bad_inputs")
     root = make_tiny_root(base / "tiny")
     ckpts = root / "checkpoints"
-    fine = ckpts / "digits-fine-vit_tiny-16px-seed0"
+    fine = tiny_checkpoint(root)
     other = save_random_checkpoint(base / "other", dataset="cifar10", channels=3)
     truncated = base / "truncated"
     shutil.copytree(fine, truncated)
@@ -211,7 +212,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
                 Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(base / folder / name / f"{i}.png")
     a_file = base / "a_file"
     a_file.write_text("not a folder\n")
-    return {"ckpts": str(ckpts), "fine": str(fine), "coarse": str(ckpts / "digits-coarse-vit_tiny-16px-seed0"),
+    return {"ckpts": str(ckpts), "fine": str(fine), "coarse": str(tiny_checkpoint(root, "coarse")),
             "cifar10_checkpoint": str(other), "truncated": str(truncated), "garbage_pt": str(garbage),
             "bad_metadata": str(bad_metadata), "code_ckpt": str(code), "marker": str(base / "MARKER"),
             "empty_dir": str(empty), "images_one": str(base / "images_one"), "images_two": str(base / "images_two"),

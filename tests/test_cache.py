@@ -217,7 +217,7 @@ def test_cached_original_evaluation_equals_uncached(tmp_path):
     plain = evaluate(model, data, teacher)
     first = evaluate(model, data, teacher, cache)
     second = evaluate(model, data, teacher, TensorCache(tmp_path))  # from disk, as another process would
-    assert cache.stats.writes == 3  # teacher, D and test logits
+    assert cache.stats.writes == 4  # teacher, D, test and validation logits
     for result in (first, second):
         assert json.dumps(result, sort_keys=True) == json.dumps(plain, sort_keys=True)
     # the same cached logits serve another forget set with its own metrics
@@ -247,9 +247,9 @@ def test_unlearn_runs_share_the_cache_and_cache_false_writes_nothing(tmp_path):
     warm = unlearn(run_config([*common, "method.alpha=3"]), tmp_path / "warm")
     assert cold["method_info"]["importance_cache"] == {"full": "computed", "forget": "computed"}
     assert warm["method_info"]["importance_cache"] == {"full": "hit", "forget": "hit"}
-    # two importances, the teacher's logits, the original's outputs over D and the test set, its metrics
-    assert warm["cache"]["misses"] == 0 and warm["cache"]["memory_hits"] == 6
-    assert len(list((tmp_path / ".cache" / "unlearning").glob("*.safetensors"))) == 6
+    # two importances, the teacher's logits, the original's outputs over D, the test and validation sets, its metrics
+    assert warm["cache"]["misses"] == 0 and warm["cache"]["memory_hits"] == 7
+    assert len(list((tmp_path / ".cache" / "unlearning").glob("*.safetensors"))) == 7
     same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731
     assert same(off["metrics"], cold["metrics"]), "caching changes no number"
     assert same(off["metrics"]["original"], warm["metrics"]["original"])

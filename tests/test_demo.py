@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, published_path
 from unlearning.demo import WHAT
 from unlearning.evaluation.verdict import verdict
 
@@ -19,13 +19,14 @@ def test_demo_prints_ssd_and_auto_side_by_side(trained_root, tmp_path):
     sweep = tmp_path / "demo"
     checkpoints = tmp_path / "checkpoints"  # the session's source model; the reference is published beside it here
     checkpoints.mkdir()
-    (checkpoints / "digits-fine-resnet18-8px-seed0").symlink_to(trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0")
+    source = published_path(trained_root)
+    (checkpoints / source.name).symlink_to(source)
     environment = {**os.environ, "UNLEARNING_ROOT": str(trained_root), "PYTHONUNBUFFERED": "1",
                    "COLUMNS": "160"}
     # A 2-epoch reference (not the recipe's 15) keeps this test short; what is checked is the demo's table.
     result = subprocess.run([sys.executable, "-m", "unlearning.demo", f"hydra.sweep.dir={sweep}",
                              "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
-                             "dataset.training.epochs=2", f"paths.checkpoint_dir={checkpoints}"],
+                             "dataset.training.epochs=2", f"checkpoint={source}", f"paths.checkpoint_dir={checkpoints}"],
                             cwd=trained_root, env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     out = result.stdout

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import QUIET, ROOT, compose_config
+from tests.conftest import QUIET, ROOT, compose_config, published_path
 
-SOURCE = "digits-fine-resnet18-8px-seed0"
 REFERENCE_EPOCHS = "dataset.training.epochs=6"
 
 
@@ -39,9 +38,12 @@ def two_runs(trained_root, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("gold")
     checkpoints = root / "checkpoints"
     checkpoints.mkdir()
-    (checkpoints / SOURCE).symlink_to(trained_root / "checkpoints" / SOURCE)
-    processes = {"ssd": start(root, checkpoints, "ssd", "method=ssd", "method.alpha=auto"),
-                 "baseline": start(root, checkpoints, "baseline", "method=baseline")}
+    source = published_path(trained_root)
+    (checkpoints / source.name).symlink_to(source)
+    # the source is given by path: the 6-epoch recipe of the quick reference is not the source's own
+    given = f"checkpoint={checkpoints / source.name}"
+    processes = {"ssd": start(root, checkpoints, "ssd", "method=ssd", "method.alpha=auto", given),
+                 "baseline": start(root, checkpoints, "baseline", "method=baseline", given)}
     deadline = time.monotonic() + 1200
     for name, process in processes.items():
         code = process.wait(timeout=max(1, deadline - time.monotonic()))
@@ -58,7 +60,7 @@ def test_reference_is_trained_once_for_two_processes_and_published(two_runs):
     assert len(trained) == 1, f"the reference was trained by {trained}"
     assert ssd["reference"]["checkpoint"] == baseline["reference"]["checkpoint"]
     published = Path(ssd["reference"]["checkpoint"])
-    assert published.parent == two_runs["checkpoints"] / "references" and SOURCE in published.name
+    assert published.parent == two_runs["checkpoints"] / "references" and published_path(Path("unused"), REFERENCE_EPOCHS).name in published.name
     metadata = json.loads((published / "metadata.json").read_text())
     assert metadata["reference"] == "retrain" and metadata["forget"] == "class 3" and metadata["seed"] == 0
     assert not list(published.parent.glob("*.lock")), "the lock must be released"
@@ -97,7 +99,7 @@ def test_an_output_suppressed_model_fools_accuracy_but_not_the_probe(two_runs, t
         state, _ = load_checkpoint(path)
         return load_into(build_model(cfg, data.num_classes, data.channels), state, path)
 
-    original = load(trained_root / "checkpoints" / SOURCE)
+    original = load(published_path(trained_root))
     suppressed = copy.deepcopy(original)
     with torch.no_grad():
         suppressed.fc.bias[3] -= 1000.0  # never predicts class 3; every feature unchanged
@@ -154,7 +156,8 @@ def test_reference_under_ddp_is_trained_by_rank_zero(trained_root, tmp_path):
 
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    (checkpoints / SOURCE).symlink_to(trained_root / "checkpoints" / SOURCE)
+    source = published_path(trained_root)
+    (checkpoints / source.name).symlink_to(source)
     result = run_cli("unlearn.py", *QUIET, "trainer=ddp", "trainer.devices=2", "method=ssd",
                      "evaluation.reference=retrain", "dataset.training.epochs=1", f"paths.checkpoint_dir={checkpoints}",
                      f"hydra.run.dir={tmp_path / 'run'}", root=tmp_path, check=True, timeout=900)

@@ -19,7 +19,7 @@ import torch
 from omegaconf import open_dict
 from safetensors.torch import load_file
 
-from tests.conftest import QUIET, compose_config, run_cli
+from tests.conftest import QUIET, compose_config, published_path, run_cli
 from unlearning.errors import UserError
 from unlearning.jobs.unlearn import build_method, unlearn
 from unlearning.methods.salun import top_fraction_mask
@@ -42,7 +42,9 @@ SHORT = {
     # to 72.8 %, 2e-3 forgot it (Df-test 0 %) and kept Dr-test at 97.5 % (seed 0, measured)
     "scrub": ["method.epochs=2", "method.lr=0.002"],
     "salun": ["method.epochs=3", "method.lr=0.05"],
-    "jit": ["method.train_mode=false"],  # eval mode, as these figures were measured (the default is the reference's training mode)
+    # eval mode, as these figures were measured (the default is the reference's training mode), and lr 1e-4: the VGG
+    # value 3e-4 collapses the 8-epoch digits model (Dr-test 21 %; 3e-5 forgets nothing; measured seed 0, digit 3)
+    "jit": ["method.train_mode=false", "method.lr=1e-4"],
     "assd": [],
     "baseline": [],
 }
@@ -185,7 +187,7 @@ def test_baseline_changes_nothing(trained_root, digits_checkpoint, tmp_path):
     # slow (about 40 s): UNSIR's noise and phases; its refusals and config are in the default suite
     pytest.param("unsir", 10.0, 85.0, marks=pytest.mark.slow),  # at impair lr 1e-3 (SHORT); measured Df-test 100 -> 16, Dr-test 95
     ("assd", 0.0, 80.0),    # ASSD's percentile alpha does not forget digit 3 here: checked against SSD below
-    ("jit", 25.0, 80.0),    # JiT at the VGG settings; measured Df-test 100 -> 65, Dr-test 89.5
+    ("jit", 25.0, 80.0),    # JiT at lr 1e-4 (SHORT); measured Df-test 97 -> 0, Dr-test 90.4
 ])
 def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path, method, min_drop, min_retain):
     before = digest(digits_checkpoint)
@@ -198,7 +200,7 @@ def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path,
         assert results["metrics"]["unlearned"]["zrf"] > results["metrics"]["original"]["zrf"]
         assert info["retain_samples"] == int(0.3 * results["n_retain"])
     if method == "assd":  # with imp_D as reference, ASSD is SSD at the percentile's alpha: same weights
-        assert info["percentile"] == pytest.approx(adaptive_percentile(results["n_forget"], 1437))
+        assert info["percentile"] == pytest.approx(adaptive_percentile(results["n_forget"], 1293))
         assert info["alpha"] > 0 and info["parameters_changed"] > 0 and info["reference_split"] == "retain"
         assert set(info["importance_cache"]) == {"retain", "forget"}  # ASSD now uses the importance cache
         on_d = run_method(trained_root, tmp_path / "on_d", "assd", "fullclass", "method.reference_split=full")["method_info"]
@@ -255,8 +257,7 @@ def test_every_method_runs_subclass_and_random(trained_root, tmp_path, method, t
     results = run_method(trained_root, tmp_path, method, task)
     after = results["metrics"]["unlearned"]
     assert all(math.isfinite(after[key]) for key in ("retain_test_acc", "forget_train_acc", "mia", "zrf"))
-    assert weights_changed(tmp_path, trained_root / "checkpoints" / (
-        "digits-coarse-resnet18-8px-seed0" if task == "subclass" else "digits-fine-resnet18-8px-seed0"))
+    assert weights_changed(tmp_path, published_path(trained_root, labels="coarse" if task == "subclass" else "fine"))
 
 
 @pytest.mark.slow

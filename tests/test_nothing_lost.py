@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.reliability_support import TINY, digest_tree, files_under, job_config, make_tiny_root
+from tests.reliability_support import (
+    TINY,
+    digest_tree,
+    files_under,
+    job_config,
+    make_tiny_root,
+    tiny_checkpoint,
+)
 from unlearning.errors import UserError
 from unlearning.models.checkpoints import checkpoint_exists, load_checkpoint
 from unlearning.runs import CLAIM_FILE, claim_run_folder
@@ -109,7 +116,7 @@ def test_unlearn_writes_only_its_own_folder(tmp_path, monkeypatch):
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    source = root / "checkpoints" / "digits-fine-vit_tiny-16px-seed0"
+    source = tiny_checkpoint(root)
     before_hash, before_files = digest_tree(root / "checkpoints"), files_under(tmp_path)
     run_dir = root / "outputs" / "run"
     cfg = job_config("unlearn", [*TINY, f"paths.root_dir={root}", "logger=csv"], run_dir)
@@ -176,7 +183,7 @@ def test_unlearn_refuses_to_write_over_its_own_source(tmp_path):
     (run_dir / "unlearned").parent.mkdir(parents=True)
     import shutil
 
-    shutil.copytree(root / "checkpoints" / "digits-fine-vit_tiny-16px-seed0", run_dir / "unlearned")
+    shutil.copytree(tiny_checkpoint(root), run_dir / "unlearned")
     before = digest_tree(run_dir)
     cfg = job_config("unlearn", [*TINY, f"paths.root_dir={root}", f"checkpoint={run_dir / 'unlearned'}"], run_dir)
     with pytest.raises(UserError, match="lies in this run's own output"):

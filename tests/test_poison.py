@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def test_poisoned_views_carry_the_trigger_and_the_target_label():
     assert full[clean][0][0, -1, -1] != pytest.approx(value), "clean images are untouched"
     # the identified poisons are Df; the others stay in Dr, still triggered and relabelled
     forget, retain = data.indices("forget"), data.indices("retain")
-    assert set(forget) <= set(corruption.indices) and len(forget) == round(0.5 * len(corruption.indices))
+    assert set(forget) <= set(corruption.indices) and len(forget) == int(0.5 * len(corruption.indices) + 0.5)
     hidden = np.setdiff1d(corruption.indices, forget)
     assert set(hidden) <= set(retain) and len(hidden) > 0
     # the triggered test set: every image triggered, true labels; the plain test set untouched
@@ -95,7 +96,7 @@ def test_mislabelled_samples_all_carry_a_wrong_label():
 
 @pytest.mark.parametrize("task,words", [
     (lambda: PoisonTask({"share": 1.5}), ["task.poison.share", "strictly between 0 and 1"]),
-    (lambda: PoisonTask({"share": 0.05}, identified_count=500), ["identified_count=500", "72 corrupted"]),
+    (lambda: PoisonTask({"share": 0.05}, identified_count=500), ["identified_count=500", "65 corrupted"]),
     (lambda: PoisonTask({"share": 0.05, "colour": 1}), ["unknown setting", "colour"]),
     (lambda: PoisonTask({"share": 0.05, "target": "eleven"}), ["eleven"]),
     (lambda: PoisonTask({"share": 0.05, "trigger_size": 8}), ["trigger_size=8", "whole"]),
@@ -254,7 +255,7 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["task"] == "poison" and results["method"] == "potion"
     source = Path(results["source_checkpoint"])
-    assert source.name.startswith("digits-fine-resnet18-8px-seed0-poison-"), "the corruption names the model"
+    assert re.match(r"digits-fine-resnet18-8px-seed0-r[0-9a-f]{8}-poison-", source.name), "the corruption names the model"
     metadata = json.loads((source / "metadata.json").read_text())
     assert metadata["corruption"]["kind"] == "poison" and metadata["corruption"]["n_corrupted"] == 144
     info = results["method_info"]
@@ -279,12 +280,12 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
 
 def test_train_py_with_a_poison_task_names_the_poisoned_model():
     from tests.conftest import compose_config
-    from unlearning.models.registry import registry_path
+    from unlearning.jobs.builders import published_model_path as registry_path
 
     poisoned = registry_path(compose_config("train", ["task=poison", "task.poison.share=0.02"]), "fine", 8)
     clean = registry_path(compose_config("train", []), "fine", 8)
     other = registry_path(compose_config("unlearn", ["task=poison", "task.identified=0.9"]), "fine", 8)
-    assert clean.name == "digits-fine-resnet18-8px-seed0"
+    assert re.fullmatch(r"digits-fine-resnet18-8px-seed0-r[0-9a-f]{8}", clean.name)
     assert poisoned.name.startswith(clean.name + "-poison-") and poisoned != other
     same = registry_path(compose_config("unlearn", ["task=poison", "task.poison.share=0.02", "task.identified=0.9"]),
                          "fine", 8)

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT, stand_in_for_seed
+from tests.conftest import ROOT, published_path, stand_in_for_seed
 
 
 def test_recipe_bench_reports_each_seed(trained_root):
@@ -15,7 +15,7 @@ def test_recipe_bench_reports_each_seed(trained_root):
     result = subprocess.run([sys.executable, "-m", "bench.recipe", "--seeds", "0,1",
                              "--checkpoints", str(checkpoints)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     # seed 1 is seed 0's stand-in, or a real seed-1 model where the developer's reused root has one
-    accuracies = [round(json.loads((checkpoints / f"digits-fine-resnet18-8px-seed{seed}" / "metadata.json").read_text())
+    accuracies = [round(json.loads((published_path(trained_root, seed=seed) / "metadata.json").read_text())
                         ["test_acc"], 2) for seed in (0, 1)]
     assert "training:" not in result.stdout, "every seed was published: nothing to train"
     assert f"| 0 | {accuracies[0]:.2f} |" in result.stdout and f"| 1 | {accuracies[1]:.2f} |" in result.stdout
@@ -27,7 +27,7 @@ def test_recipe_bench_reports_each_seed(trained_root):
 
     # a stand-in is never recorded as a benchmark figure (only checked where seed 1 is one: --write
     # would otherwise record a developer's real models in bench/results.json)
-    stand_in = json.loads((checkpoints / "digits-fine-resnet18-8px-seed1" / "metadata.json").read_text())
+    stand_in = json.loads((published_path(trained_root, seed=1) / "metadata.json").read_text())
     if stand_in.get("stand_in_of_seed") is not None:
         assert "test stand-in" in result.stderr
         before = (ROOT / "bench" / "results.json").read_bytes()

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from tests.reliability_support import TINY, files_under, make_tiny_root, result_like
+from tests.reliability_support import TINY, files_under, make_tiny_root, result_like, tiny_checkpoint
 from unlearning.errors import UserError
 from unlearning.models.checkpoints import load_checkpoint
 
@@ -74,7 +74,7 @@ def test_unlearn_cli_refuses_code_carrying_checkpoint(tmp_path):
     evil = tmp_path / "evil" / "model.ckpt"
     evil.parent.mkdir()
     write_payload(evil, marker, "lightning")
-    shutil.copy(root / "checkpoints" / "digits-fine-vit_tiny-16px-seed0" / "metadata.json", evil.parent)
+    shutil.copy(tiny_checkpoint(root) / "metadata.json", evil.parent)
     before = files_under(root)
     result = run_cli("unlearn.py", *TINY, f"checkpoint={evil}", f"paths.checkpoint_dir={root / 'checkpoints'}",
                      root=root, timeout=300)

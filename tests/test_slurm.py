@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, published_path, run_cli
 from tests.slurm_cluster import (  # noqa: F401
     ACCOUNT,
     finished_jobs,
@@ -159,7 +159,7 @@ def assert_same_dampening(run_dir: Path, reference: dict[str, torch.Tensor], tra
     assert weights.keys() == reference.keys()
     for key in reference:
         torch.testing.assert_close(weights[key], reference[key], rtol=1e-5, atol=1e-7, msg=key)
-    original = load_file(str(trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0" / "model.safetensors"))
+    original = load_file(str(published_path(trained_root) / "model.safetensors"))
     changed = sum(int((weights[k] != original[k]).sum()) for k in weights)
     assert changed > 0 and changed == found["method_info"]["parameters_changed"]
 

@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 import torch
 
-from tests.conftest import QUIET, compose_config
+from tests.conftest import QUIET, compose_config, published_path
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.errors import UserError
 from unlearning.evaluation.predictions import predict
@@ -79,7 +79,7 @@ def auto_run(trained_root):
     cfg = _unlearn_config(trained_root, "method.alpha=auto")
     data = build_datamodule(cfg, build_task(cfg))
     data.setup()
-    state, _ = load_checkpoint(trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0")
+    state, _ = load_checkpoint(published_path(trained_root))
     model = load_into(build_model(cfg, data.num_classes, data.channels), state, "digits")
     original = copy.deepcopy(model).eval()
     guarded = copy.copy(data)
@@ -180,7 +180,7 @@ def search_inputs(trained_root):
     cfg = _unlearn_config(trained_root)
     data = build_datamodule(cfg, build_task(cfg))
     data.setup()
-    state, _ = load_checkpoint(trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0")
+    state, _ = load_checkpoint(published_path(trained_root))
     model = load_into(build_model(cfg, data.num_classes, data.channels), state, "digits").eval()
     full = importances(model, data.loader("full", batch_size=64))
     forget = importances(model, data.loader("forget", batch_size=64))
@@ -194,7 +194,7 @@ def test_search_keeps_the_largest_safe_forgetting_alpha_and_applies_exactly_it(s
     settings = AutoSettings(max_steps=1, scopes=(0.3,), max_trials=6, alpha_min=1.0)
     original = copy.deepcopy(model)
     dampened = copy.deepcopy(model)
-    search = AutoSearch(settings, importance_work=3.0 * (1437 + len(probe.forget_images)))
+    search = AutoSearch(settings, importance_work=3.0 * (1293 + len(probe.forget_images)))
     info = search.run(dampened, full, forget, probe)
 
     trials = info["trials"]

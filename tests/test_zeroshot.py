@@ -20,7 +20,7 @@ import torch
 from omegaconf import open_dict
 from torch import nn
 
-from tests.conftest import QUIET, compose_config
+from tests.conftest import QUIET, compose_config, published_path
 from unlearning.errors import UserError
 from unlearning.jobs.builders import build_datamodule, build_model, build_task, make_trainer
 from unlearning.jobs.unlearn import build_method, unlearn
@@ -91,7 +91,7 @@ def digits(trained_root):
     cfg = compose_config("unlearn", [f"paths.root_dir={trained_root}", "task.forget=3", *QUIET])
     data = build_datamodule(cfg, build_task(cfg))
     data.setup()
-    state, _ = load_checkpoint(trained_root / "checkpoints" / "digits-fine-resnet18-8px-seed0")
+    state, _ = load_checkpoint(published_path(trained_root))
     model = load_into(build_model(cfg, data.num_classes, data.channels), state, "seed0")
     return cfg, data, model
 
@@ -277,7 +277,7 @@ def test_vgg_trains_with_train_py_and_round_trips(tmp_path):
                                    "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1"])
     assert cfg.model.training.epochs == 1  # digits has no reference VGG schedule: the dataset's own
     published = train(cfg, output_dir=tmp_path / "run")
-    assert published.name == "digits-fine-vgg-32px-seed0"
+    assert published.name.startswith("digits-fine-vgg-32px-seed0-r")
     state, metadata = load_checkpoint(published)
     assert metadata["model"] == "vgg" and metadata["image_size"] == 32 and metadata["channels"] == 1
     model = load_into(build_vgg(10, in_channels=1), state, published)
