@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 
-from bench.report import DEFAULT_SECTIONS, GOALS, RESULTS, SECTIONS, machine, print_table, save
+from bench.report import DEFAULT_SECTIONS, FLOORS, GOALS, RESULTS, SECTIONS, machine, print_table, save
 from bench.workload import Workload
 
 
@@ -61,6 +61,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--autocast-checkpoint", type=Path, help="a digits ResNet18 folder made by train.py")
     parser.add_argument("--autocast-forget", default="3")
     parser.add_argument("--autocast-alphas", default="10,50,100,500", help="selection weightings to compare at")
+    parser.add_argument("--train-epochs", type=int, default=3, help="epochs of the training section's runs")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--vit-child", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         raise SystemExit("--sections autocast needs --autocast-checkpoint DIR (a digits ResNet18 made by train.py)")
     device = torch.device(args.device)
     w = Workload(n_full=args.n_full, n_test=args.n_test)
-    out: dict[str, Any] = {"machine": machine(device), "workload": asdict(w), "goals": GOALS,
+    out: dict[str, Any] = {"machine": machine(device), "workload": asdict(w), "goals": GOALS, "floors": FLOORS,
                            "started": datetime.now(UTC).isoformat(timespec="seconds")}
     start = time.perf_counter()
     # each section's module is imported when it runs
@@ -108,6 +109,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         from bench.retrain import bench_retrain
 
         bench_retrain(w, device, out)
+    if "training" in sections:
+        from bench.training import bench_training
+
+        bench_training(device, out, epochs=args.train_epochs)
+    if "many" in sections:
+        from bench.many import bench_many
+
+        bench_many(out)
     if "vit_memory" in sections:
         from bench.memory import bench_vit_memory
 

@@ -14,10 +14,12 @@ import torch
 
 from bench.timing import ratio
 
-SECTIONS = ("ssd", "grid", "evaluation", "retrain", "vit_memory", "autocast")
-DEFAULT_SECTIONS = ("ssd", "grid", "evaluation", "retrain", "vit_memory")
+SECTIONS = ("ssd", "grid", "evaluation", "retrain", "training", "many", "vit_memory", "autocast")
+DEFAULT_SECTIONS = ("ssd", "grid", "evaluation", "retrain", "training", "vit_memory")
 GOALS = {"ssd_vs_bare": 1.10, "grid_vs_one": 1.5, "evaluation_vs_forward": 1.2, "sweep_evaluation_vs_forward": 1.2,
          "gold_vs_paper_evaluation": 1.5}
+#: Ratios where higher is better (a fraction of the bare loop's speed): at least this.
+FLOORS = {"training_vs_bare": 0.95}
 RESULTS = Path("bench/results.json")
 
 
@@ -43,9 +45,9 @@ def rows(out: dict) -> list[tuple[str, str, str, str]]:
     """(measure, ratio, goal, detail) for the table."""
     table = []
 
-    def add(name, value, goal, detail):
+    def add(name, value, goal, detail, at_least=False):
         table.append((name, "-" if value is None or value != value else f"{value:.3f}",
-                      f"<= {goal}" if goal else "", detail))
+                      (f">= {goal}" if at_least else f"<= {goal}") if goal else "", detail))
 
     if "ssd" in out:
         s = out["ssd"]
@@ -75,6 +77,14 @@ def rows(out: dict) -> list[tuple[str, str, str, str]]:
         r = out["retrain"]
         add("SSD / 2-epoch retrain on Dr", r["ssd_vs_retrain"], None,
             f"retrain {r['retrain_2_epochs_s']:.1f} s (CPU {r['ssd_vs_retrain_cpu']:.3f})")
+    for name, t in out.get("training", {}).items():
+        add(f"bare loop / train.py ({name}, {t['image_size']} px, validation included)", t["training_vs_bare"],
+            FLOORS["training_vs_bare"], f"{t['train_py_images_per_s']:.0f} vs {t['bare_images_per_s']:.0f} images/s; "
+            f"{t['epochs']} epochs of {t['n_train']} images + {t['n_val']} validated", at_least=True)
+    for row in out.get("many", {}).get("rows", []):
+        add(f"{row['k']} models stacked (vmap) / one at a time: speed-up", row["stacked_vs_one"], None,
+            f"{row['models_steps_per_s_stacked']:.2f} vs {row['models_steps_per_s_one_at_a_time']:.2f} model-steps/s; "
+            f"largest weight difference {row['max_weight_difference']:.1e}")
     if "vit_memory" in out:
         v = out["vit_memory"]
         runs = ", ".join(f"D={r['n_full']}: +{r[v['measure']]:.0f} MB (peak RSS {r['peak_rss_mb']:.0f} MB) in "

@@ -1,0 +1,87 @@
+"""Training as fast as the hardware allows: ``train.py``'s own path against a bare loop on the same images.
+
+The bare loop is the limit: the same model, optimiser (SGD with momentum and weight decay, as
+the recipe), batch size and augmented batches, made *before* the clock starts, then forward,
+loss, backward and step, nothing else. The real path is ``unlearning.jobs.train.train`` as
+``python train.py`` runs it: data module, Lightning Trainer, logging, the validation pass after
+every epoch (part of what a user waits for). The bare loop runs before and after the real path
+and their mean is the denominator, so that a machine shared with other work moves both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bench.compose import compose
+from bench.timing import note, ratio
+
+#: The settings measured: (name, train.py overrides). Epochs are few: the ratio is per epoch.
+SETTINGS = {
+    "digits": ["dataset=digits"],
+    "fashion_mnist": ["dataset=fashion_mnist"],
+}
+
+
+def bare_loop(cfg, data, epochs: int, device: torch.device) -> float:
+    """Seconds of ``epochs`` epochs of forward, backward and SGD step over ready, augmented batches."""
+    from unlearning.jobs.builders import build_model
+    from unlearning.jobs.train import checked_schedule
+    from unlearning.optim import build_optimizer
+
+    schedule = checked_schedule(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, data.num_classes, data.channels).to(device).train()
+    optimizer = build_optimizer("sgd", model.parameters(), schedule["lr"], schedule.get("momentum", 0.9),
+                                schedule.get("weight_decay", 5e-4))
+    batch_size = int(schedule.get("batch_size", data.batch_size))
+    batches = [(x.to(device), y.to(device)) for _ in range(epochs)
+               for x, y in data.loader("full", augment=True, shuffle=True, batch_size=batch_size)]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for images, labels in batches:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def bench_training(device: torch.device, out: dict[str, Any], epochs: int = 3,
+                   settings: dict[str, list[str]] | None = None) -> None:
+    """``out["training"][name]``: train.py's fit time (validation included) and the bare loop's, and their ratio."""
+    from unlearning.jobs.builders import build_datamodule
+    from unlearning.jobs.train import train
+
+    results = out.setdefault("training", {})
+    for name, overrides in (settings or SETTINGS).items():
+        with tempfile.TemporaryDirectory() as root:
+            cfg = compose("train", [*overrides, f"paths.root_dir={root}", "logger=none",
+                                    "trainer.enable_progress_bar=false", f"dataset.training.epochs={epochs}",
+                                    f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}"])
+            data = build_datamodule(cfg, None)
+            data.setup()
+            note(f"training/{name}: bare loop, {epochs} epochs of {len(data.indices('full'))} images")
+            before = bare_loop(cfg, data, epochs, device)
+            note(f"training/{name}: train.py's path")
+            published = train(cfg, output_dir=Path(root) / "run")
+            metadata = json.loads((published / "metadata.json").read_text())
+            note(f"training/{name}: bare loop again")
+            after = bare_loop(cfg, data, epochs, device)
+        bare = (before + after) / 2
+        images = epochs * int(metadata["n_train"])
+        results[name] = {
+            "overrides": overrides, "epochs": epochs, "n_train": metadata["n_train"], "n_val": metadata["n_val"],
+            "image_size": metadata["image_size"], "train_py_s": metadata["train_time_s"],
+            "bare_s": bare, "bare_before_s": before, "bare_after_s": after,
+            "training_vs_bare": ratio(bare, metadata["train_time_s"]),
+            "train_py_images_per_s": images / metadata["train_time_s"], "bare_images_per_s": images / bare,
+        }
