@@ -84,7 +84,7 @@ def bench_many(out: dict[str, Any], ks: tuple[int, ...] = (1, 2, 4), steps: int 
         together = [copy.deepcopy(m) for m in separate]
         one_s = one_at_a_time(separate, batches)
         stacked_s, params = stacked(together, batches)
-        gap = max(float((params[name][i] - dict(separate[i].named_parameters())[name]).abs().max())
+        gap = max(float((params[name][i] - dict(separate[i].named_parameters())[name]).detach().abs().max())
                   for i in range(k) for name in params)
         rows.append({"k": k, "one_at_a_time_s": one_s, "stacked_s": stacked_s,
                      "models_steps_per_s_one_at_a_time": k * steps / one_s,

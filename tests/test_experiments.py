@@ -12,6 +12,7 @@ import math
 from functools import cache
 
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.conftest import CONF, compose_config
@@ -48,6 +49,8 @@ def test_every_paper_table_has_a_digits_version():
 def test_experiment_sweeps_models_methods_targets_and_seeds(name):
     axes = sweep_axes(name)
     assert len(axes["seed"]) >= 3, "seeds are a sweep axis: mean and std need several"
+    logger = compose_config("unlearn", [f"experiment={name}"]).logger
+    assert logger is None or OmegaConf.is_dict(logger), "a logger is chosen with `override /logger: ...` in defaults"
     if name == "digits_zeroshot":  # one request (digit 3) over seeds: the zero-shot methods against retraining
         assert {"jit", "gkt", "emmn", "retrain", "ssd"} <= set(axes["method"]) and axes["model"] == ["resnet18"]
         assert compose_config("unlearn", [f"experiment={name}"]).evaluation.reference == "retrain"
