@@ -1,0 +1,156 @@
+"""The committed raw records behind every published table, and the check that docs still show them.
+
+Each published table has a folder ``results/<name>/``: every run's ``results.json`` with its
+``.hydra/overrides.yaml`` (no model weights), the sweep's ``multirun.yaml``, a ``command.txt``
+saying how the sweep was launched, and ``report/``, what ``python -m unlearning.report`` makes
+of them. README.md and docs/ embed a table between two markers::
+
+    <!-- table: fashion-fullclass fashion_mnist-fine-fullclass-resnet18 -->
+    | ... the table ... |
+    <!-- /table -->
+
+(the folder name, then the report's table name, as ``python -m unlearning.report`` prints it).
+
+    python -m unlearning.report.records export SWEEP_DIR NAME   # copy a finished sweep's records in
+    python -m unlearning.report.records sync                     # regenerate reports, rewrite the embedded tables
+    python -m unlearning.report.records check                    # exit 1 when a doc differs from its records
+
+``make tables`` runs ``sync``; a default test runs ``check``, so a table that drifts from its
+records, or a record that changes without its table, fails the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from unlearning.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[3]
+RESULTS = ROOT / "results"
+#: The documents whose embedded tables are kept in step with their records.
+DOCUMENTS = ("README.md", "docs")
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<body>.*?)(\n<!-- /table -->)", re.S)
+KEEP = ("results.json", ".hydra/overrides.yaml")
+
+
+def export(sweep: Path, name: str, results: Path = RESULTS, command: str | None = None) -> Path:
+    """Copy every finished run's record under ``sweep`` into ``results/<name>/runs/`` (weights stay behind)."""
+    sweep = Path(sweep).expanduser()
+    records = sorted(sweep.rglob("results.json"))
+    records = [r for r in records if "report" not in r.relative_to(sweep).parts]
+    if not records:
+        raise UserError(f"no results.json under {sweep}: run the sweep first")
+    target = results / name / "runs"
+    if target.exists():
+        shutil.rmtree(target)
+    for record in records:
+        run = record.parent
+        for relative in KEEP:
+            source = run / relative
+            if source.is_file():
+                destination = target / run.relative_to(sweep) / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, destination)
+    if (sweep / "multirun.yaml").is_file():
+        shutil.copyfile(sweep / "multirun.yaml", target / "multirun.yaml")
+    if command:
+        (results / name / "command.txt").write_text(command.strip() + "\n")
+    return target
+
+
+def tables_of(name: str, results: Path = RESULTS, out: Path | None = None) -> dict[str, str]:
+    """The report's tables (by table name) made from ``results/<name>/runs``, written to ``out`` (default its report/)."""
+    from unlearning.report.write import write_report
+
+    runs = results / name / "runs"
+    if not runs.is_dir():
+        raise UserError(f"results/{name} has no runs/ folder: export a sweep into it first")
+    return dict(write_report([runs], out or results / name / "report").tables)
+
+
+def documents(root: Path = ROOT) -> Iterable[Path]:
+    for entry in DOCUMENTS:
+        path = root / entry
+        yield from ([path] if path.is_file() else sorted(path.rglob("*.md")))
+
+
+def embedded(text: str) -> list[re.Match]:
+    return list(BLOCK.finditer(text))
+
+
+def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path) -> str:
+    """``text`` with every embedded table replaced by what its records make; unknown names are errors."""
+    def replace(match: re.Match) -> str:
+        name, table = match["name"], match["table"].strip()
+        if table not in tables.get(name, {}):
+            known = ", ".join(tables.get(name, {})) or f"none (no results/{name})"
+            raise UserError(f"{where}: the embedded table {name} {table!r} is not in its records; tables there: {known}")
+        return f"{match.group(1)}{tables[name][table].strip()}{match.group(5)}"
+
+    return BLOCK.sub(replace, text)
+
+
+def all_tables(names: Iterable[str], results: Path, scratch: Path | None) -> dict[str, dict[str, str]]:
+    return {name: tables_of(name, results, None if scratch is None else scratch / name) for name in names}
+
+
+def sync(root: Path = ROOT, results: Path = RESULTS, write: bool = True) -> list[str]:
+    """Regenerate every results/<name>/report and the embedded tables; returns the differences found (unified diffs).
+
+    ``write=False`` (``check``) regenerates into a temporary folder and changes nothing.
+    """
+    names = sorted(p.name for p in results.iterdir() if (p / "runs").is_dir()) if results.is_dir() else []
+    with tempfile.TemporaryDirectory() as scratch:
+        tables = all_tables(names, results, None if write else Path(scratch))
+        differences = []
+        for document in documents(root):
+            text = document.read_text()
+            if not embedded(text):
+                continue
+            new = render_blocks(text, tables, document)
+            if new != text:
+                differences.append("".join(difflib.unified_diff(
+                    text.splitlines(keepends=True), new.splitlines(keepends=True),
+                    fromfile=f"{document.relative_to(root)} (as written)",
+                    tofile=f"{document.relative_to(root)} (from its records)")))
+                if write:
+                    document.write_text(new)
+    return differences
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unlearning.report.records", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="action", required=True)
+    export_parser = commands.add_parser("export", help="copy a finished sweep's records into results/NAME")
+    export_parser.add_argument("sweep", type=Path)
+    export_parser.add_argument("name")
+    export_parser.add_argument("--command", dest="launch", help="how the sweep was launched (stored in command.txt)")
+    commands.add_parser("sync", help="regenerate every report and rewrite the embedded tables")
+    commands.add_parser("check", help="exit 1 when an embedded table differs from its records")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "export":
+            print(f"records in {export(args.sweep, args.name, command=args.launch)}")
+            return 0
+        differences = sync(write=args.action == "sync")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for difference in differences:
+        print(difference)
+    if args.action == "check" and differences:
+        print(f"{len(differences)} document(s) differ from their records: run `make tables`", file=sys.stderr)
+        return 1
+    print("every embedded table matches its records" if not differences else f"rewrote {len(differences)} document(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
