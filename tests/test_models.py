@@ -53,7 +53,7 @@ def test_lightning_module_optimisers():
 
 @pytest.mark.parametrize("schedule", ["multistep", "cosine"])
 def test_learning_rate_schedules(schedule):
-    """Per epoch: a linear warm-up from lr/10, then the milestones' steps or a cosine decay to zero."""
+    """Without a Trainer, one step per epoch: a linear warm-up from lr/10, then the milestones' steps or a cosine decay to zero."""
     module = ImageClassifier(build_resnet18(10, 1), num_classes=10, lr=0.05, milestones=[3, 4], gamma=0.2,
                              warmup_epochs=1, schedule=schedule, epochs=5)
     config = module.configure_optimizers()
