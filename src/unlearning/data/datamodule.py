@@ -92,7 +92,7 @@ class UnlearningDataModule(L.LightningDataModule):
     labels are the corrupted ones everywhere, and poisoned images carry the trigger in every
     training split. ``split`` (``dataset.split``) sizes the validation split and D.
 
-    ``in_memory`` (``dataset.in_memory``, bytes): a side whose images fit is held as one uint8
+    ``in_memory`` (bytes; ``dataset.in_memory_gb`` in the config): a side whose images fit is held as one uint8
     tensor at the model's size and transformed a batch at a time (0: never; every image is then
     read and transformed alone). ``device``: where those tensors live and batches are made
     ("cuda": on the current GPU, augmentation included; None: host memory).
@@ -129,7 +129,7 @@ class UnlearningDataModule(L.LightningDataModule):
                                         hint="0 loads data in the main process.")
         self.pin_memory = bool(pin_memory)
         self.split_settings = split if isinstance(split, SplitSettings) else SplitSettings.from_config(split)
-        self.in_memory = whole_number(in_memory, "dataset.in_memory", minimum=0,
+        self.in_memory = whole_number(in_memory, "in_memory", minimum=0,
                                       hint="It is the most bytes a side's images may take as one tensor (0: never).")
         self.device = device
         self.bundle: DatasetBundle | None = None
