@@ -73,7 +73,7 @@ from unlearning.models.checkpoints import (
 from unlearning.models.classifier import training_settings
 from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
-from unlearning.validate import whole_number
+from unlearning.validate import one_of, whole_number
 
 RESULTS_FILE = "ulira.json"
 #: Each pair is scored from the other shadows; each side needs at least 2 observations, so K >= 5.
@@ -246,13 +246,25 @@ def print_audit(results: dict[str, Any]) -> None:
                       "retraining. More shadows (audit.shadows) or a setting that memorises (CIFAR) give it power.")
 
 
+AUDIT_KINDS = ("ulira", "challenge")
+
+
 def audit_job(cfg: DictConfig) -> float | None:
-    """audit.py's task function; returns the attack's AUC (for sweepers)."""
+    """audit.py's task function: U-LiRA (returns the attack's AUC) or, with ``audit.kind=challenge``, the
+    unlearning challenge's score (returns the final score); the value is what sweepers read."""
     from hydra.core.hydra_config import HydraConfig
 
+    from unlearning.jobs import challenge
+
+    kind = one_of(str(cfg.audit.get("kind", "ulira")).lower(), "audit.kind", AUDIT_KINDS,
+                  hint="(ulira: U-LiRA with shadow models; challenge: the NeurIPS 2023 unlearning challenge's score)")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     prepare_job(cfg)
-    finished = (run_dir / RESULTS_FILE).is_file() and json.loads((run_dir / RESULTS_FILE).read_text()).get("status")
+    results_file = RESULTS_FILE if kind == "ulira" else challenge.RESULTS_FILE
+    finished = (run_dir / results_file).is_file() and json.loads((run_dir / results_file).read_text()).get("status")
     with claim_run_folder(run_dir, finished=bool(finished), what="audit"):
+        if kind == "challenge":
+            results = challenge.challenge(cfg, run_dir)
+            return None if results is None else results["final_score"]
         results = ulira(cfg, run_dir)
     return None if results is None else results["auc"]
