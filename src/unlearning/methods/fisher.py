@@ -301,6 +301,8 @@ class FisherCallback(L.Callback):
 
 class Fisher(UnlearningMethod):
     name = "fisher"
+    #: The default variant's; ``noise`` reads Dr only (the report reads this from the class, not the variant).
+    data_needed = "Df + Dr"
 
     def __init__(self, variant: str = "influence", alpha: float | None = None, batch_size: int = 256,
                  woodfisher_n: int = 1000, noise_batch_size: int = 32):
@@ -311,7 +313,6 @@ class Fisher(UnlearningMethod):
         self.woodfisher_n = whole_number(woodfisher_n, "method.woodfisher_n",
                                          hint="The reference's N = 1000: its damping and sample count.")
         self.noise_batch_size = whole_number(noise_batch_size, "method.noise_batch_size")
-        self.data_needed = "Df + Dr" if variant == "influence" else "Dr only"
 
     def unlearn(self, model: nn.Module, data: UnlearningDataModule, context: MethodContext) -> dict[str, Any]:
         if self.variant == "influence" and len(data.indices("forget")) == 0:
