@@ -20,7 +20,7 @@ from unlearning.evaluation.verdict import VERDICTS, verdict
 
 #: The paper's order of methods; others follow in the order they were run.
 METHOD_ORDER = ("original", "baseline", "retrained", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub",
-                "salun", "jit", "ssd", "lfssd", "assd")
+                "salun", "ga", "neggrad_plus", "l1sparse", "fisher", "jit", "ssd", "lfssd", "assd")
 #: (column in the runs frame, header, scale, decimals)
 COLUMNS = (
     ("retain_test_acc", "Dr-test %", 1.0, 2),
