@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
+from unlearning.errors import UserError
 from unlearning.evaluation.challenge import BUCKET_WIDTH, DELTA, challenge_confidence, challenge_score
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
@@ -47,7 +48,6 @@ from unlearning.jobs.audit import method_context
 from unlearning.jobs.builders import build_cache, build_datamodule, build_task
 from unlearning.jobs.reference import find_or_train_reference
 from unlearning.jobs.unlearn import build_method, fresh_model_factory, load_source
-from unlearning.errors import UserError
 from unlearning.reproducibility import start_job
 from unlearning.validate import positive_number, whole_number
 
