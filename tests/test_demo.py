@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT, published_path
 from unlearning.demo import WHAT
-from unlearning.evaluation.verdict import verdict
+from unlearning.evaluation.verdict import judge
 
 
 @pytest.mark.e2e
@@ -38,7 +38,7 @@ def test_demo_prints_ssd_and_auto_side_by_side(trained_root, tmp_path):
     assert f"{runs[1]['metrics']['relative']['tow']:.3f}" in out
     assert runs[0]["method_info"]["alpha"] == 10.0 and runs[1]["method_info"]["alpha"] == "auto"
     for run in runs:  # the sentence under the table says what the numbers say
-        outcome = verdict(run["metrics"]["original"], run["metrics"]["unlearned"])
+        outcome = judge(run["metrics"]["original"], run["metrics"]["unlearned"], run["metrics"]["retrained"])
         assert WHAT[outcome] in " ".join(out.split())
         assert f"{run['metrics']['unlearned']['forget_test_acc']:.2f}" in out
 

@@ -135,17 +135,20 @@ def test_clean_requests_are_counted_over_targets_and_seeds(baseline_sweep, tmp_p
     assert cells[6:] == [f"{probes.mean():.1f} ± {probes.std():.1f}"]
 
 
-def test_outcome_counts_carry_the_gold_standard(baseline_sweep, tmp_path):
-    """With a retrained reference, the outcome table adds ToW and the probe per method, and judges the
-    retrained model by the same rule (retraining moves Dr-test by chance too): known values, known counts."""
+def test_outcome_counts_against_the_reference_carry_the_gold_standard(baseline_sweep, tmp_path):
+    """With a retrained reference, each run is judged against it (matches retraining, under-forgot,
+    over-forgot, damaged, collapsed), the retrained model gets no row of its own (it matches itself),
+    and the outcome table adds ToW and the probe per method: known values, known counts."""
     tows = {("1", 0): 0.9, ("1", 1): 0.7, ("3", 0): 0.5, ("3", 1): 0.3}
     for result in results_of(baseline_sweep):
         key = (result["forget_target"], result["seed"])
         original = result["metrics"]["original"]
-        # the reference of target 3, seed 1 lost 5 points of Dr-test: "damaged" by the rule
-        retrained = {**original, "forget_test_acc": 0.0,
+        # the reference of target 3, seed 1 lost 5 points of Dr-test: the run above it is no damage
+        retrained = {**original, "forget_test_acc": 0.0, "forget_train_acc": 0.0,
                      "retain_test_acc": original["retain_test_acc"] - (5.0 if key == ("3", 1) else 0.0)}
-        unlearned = {**original, "forget_test_acc": 0.0, "probe_forget_test_acc": 80.0 + 10 * key[1]}
+        unlearned = {**original, "forget_test_acc": 10.0 if key == ("1", 1) else 0.0, "forget_train_acc": 0.0,
+                     "retain_test_acc": original["retain_test_acc"] - (5.0 if key == ("3", 0) else 0.0),
+                     "probe_forget_test_acc": 80.0 + 10 * key[1]}
         folder = tmp_path / "runs" / f"{key[0]}-{key[1]}"
         folder.mkdir(parents=True)
         metrics = {**result["metrics"], "unlearned": unlearned, "retrained": retrained, "relative": {"tow": tows[key]}}
@@ -153,15 +156,23 @@ def test_outcome_counts_carry_the_gold_standard(baseline_sweep, tmp_path):
     out = tmp_path / "report"
     report(tmp_path / "runs", out=out)
     counts = pd.read_csv(out / f"{TABLE}-clean.csv", keep_default_na=False).set_index("method")
-    assert counts.loc["retrained", ["requests", "clean", "damaged"]].tolist() == [4, 3, 1]
-    assert counts.loc["ssd", ["requests", "clean"]].tolist() == [4, 4]
-    assert counts.loc["ssd", "tow_mean"] == pytest.approx(0.6) and counts.loc["retrained", "tow_mean"] == 1.0
+    assert "retrained" not in counts.index
+    assert counts.loc["ssd", ["requests", "clean", "under-forgot", "over-forgot", "damaged", "collapsed"]].tolist() \
+        == [4, 2, 1, 0, 1, 0]
+    assert counts.loc["ssd", "tow_mean"] == pytest.approx(0.6)
     assert counts.loc["ssd", "probe_forget_test_acc_mean"] == pytest.approx(85.0)
+    summary = pd.read_csv(out / f"{TABLE}.csv", dtype={"forget": str}, keep_default_na=False).set_index(
+        ["forget", "method"])
+    assert summary.loc[("1", "ssd"), "clean"] == "1/2" and summary.loc[("3", "ssd"), "clean"] == "1/2"
     table = (out / f"{TABLE}.md").read_text()
+    assert "matches retraining: Dr-test at most 3 points below the retrained reference's" in table
     header = next(line for line in table.splitlines() if "targets x seeds" in line)
-    assert [cell.strip() for cell in header.strip("|").split("|")][-2:] == ["ToW", "probe Df %"]
+    assert [cell.strip() for cell in header.strip("|").split("|")] == [
+        "method", "targets x seeds", "matches retraining", "under-forgot", "over-forgot", "damaged", "collapsed",
+        "ToW", "probe Df %"]
     ssd_counts = next(line for line in table.splitlines() if line.startswith("| ssd ") and "of 4" in line)
-    assert [cell.strip() for cell in ssd_counts.strip("|").split("|")][-2:] == ["0.600 ± 0.224", "85.0 ± 5.0"]
+    assert [cell.strip() for cell in ssd_counts.strip("|").split("|")][2:] == [
+        "2 of 4", "1", "0", "1", "0", "0.600 ± 0.224", "85.0 ± 5.0"]
 
 
 def test_partial_sweep_lists_missing_runs(baseline_sweep, tmp_path, capsys):

@@ -15,6 +15,7 @@ result of the current recipe was seen and is not chosen by outcome.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from unlearning.evaluation.verdict import verdict
+from unlearning.evaluation.verdict import judge
 from unlearning.jobs.report_table import LABELS, format_metric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +40,9 @@ WHAT = {
     "not forgotten": "did not forget the class",
     "damaged": "forgot the class but lost more than 3 points on the retained classes",
     "collapsed": "destroyed the model (the retained classes are lost too)",
+    "matches retraining": "matches the retrained model on Df and on the retained classes",
+    "under-forgot": "kept more of the class than the retrained model",
+    "over-forgot": "erased more than the retrained model does",
 }
 
 
@@ -81,13 +85,20 @@ def method_label(results: dict[str, Any], fallback: str) -> str:
 
 
 def sentence(results: dict[str, Any], label: str) -> str:
-    before, after = results["metrics"]["original"], results["metrics"]["unlearned"]
-    outcome = verdict(before, after)
+    metrics = results["metrics"]
+    before, after, reference = metrics["original"], metrics["unlearned"], metrics.get("retrained")
+    outcome = judge(before, after, reference)
     if outcome is None:
         return (f"{label}: Df-train {before['forget_train_acc']:.1f} % -> {after['forget_train_acc']:.1f} %, "
                 f"test {before['test_acc']:.1f} % -> {after['test_acc']:.1f} % (random samples: compare the two).")
-    return (f"{label} took Df-test from {before['forget_test_acc']:.1f} % to {after['forget_test_acc']:.1f} % and "
-            f"Dr-test from {before['retain_test_acc']:.1f} % to {after['retain_test_acc']:.1f} %: it {WHAT[outcome]}.")
+    forget = "forget_test_acc" if isinstance(after.get("forget_test_acc"), int | float) and \
+        not math.isnan(after["forget_test_acc"]) else "forget_train_acc"
+    split = "Df-test" if forget == "forget_test_acc" else "Df-train"
+    text = (f"{label} took {split} from {before[forget]:.1f} % to {after[forget]:.1f} % and "
+            f"Dr-test from {before['retain_test_acc']:.1f} % to {after['retain_test_acc']:.1f} %")
+    if reference and forget in reference:
+        text += f" (retrained: {reference[forget]:.1f} % and {reference['retain_test_acc']:.1f} %)"
+    return f"{text}: it {WHAT[outcome]}."
 
 
 def probe_sentence(runs: list[dict[str, Any]], labels: list[str]) -> str:

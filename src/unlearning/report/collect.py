@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from unlearning.errors import UserError
-from unlearning.evaluation.verdict import verdict
+from unlearning.evaluation.verdict import judge
 from unlearning.record import RESULTS_FILE, RunRecord
 
 METRICS = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
@@ -280,11 +280,12 @@ def runs_frame(runs: list[CompleteRun]) -> pd.DataFrame:
 
 
 def run_verdict(metrics: dict[str, Any]) -> str | None:
-    """clean / not forgotten / damaged / collapsed (:mod:`unlearning.evaluation.verdict`); None when unknown."""
+    """The run's verdict (:mod:`unlearning.evaluation.verdict`): against its retrained reference when it
+    has one (every task), else the fixed full-class rule; None when unknown."""
     before, after = metrics.get("original") or {}, metrics.get("unlearned") or {}
     if "retain_test_acc" not in before or "retain_test_acc" not in after:
         return None
-    return verdict(before, after)
+    return judge(before, after, metrics.get("retrained"))
 
 
 def settings(frame: pd.DataFrame) -> pd.Series:

@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "results"
 #: The documents whose embedded tables are kept in step with their records.
 DOCUMENTS = ("README.md", "docs")
-BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<body>.*?)(\n<!-- /table -->)", re.S)
+#: An embedded table; the body may be empty (a new block that ``make tables`` fills).
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<body>.*?)(\n?<!-- /table -->)", re.S)
 KEEP = ("results.json", ".hydra/overrides.yaml")
 
 
@@ -92,7 +93,7 @@ def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path) -> 
         if table not in tables.get(name, {}):
             known = ", ".join(tables.get(name, {})) or f"none (no results/{name})"
             raise UserError(f"{where}: the embedded table {name} {table!r} is not in its records; tables there: {known}")
-        return f"{match.group(1)}{tables[name][table].strip()}{match.group(5)}"
+        return f"{match.group(1)}{tables[name][table].strip()}\n<!-- /table -->"
 
     return BLOCK.sub(replace, text)
 

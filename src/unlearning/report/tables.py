@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from unlearning.evaluation.verdict import VERDICTS, verdict
+from unlearning.evaluation.verdict import REFERENCE_VERDICTS, SUCCESS, VERDICTS, verdict
 
 #: The paper's order of methods; others follow in the order they were run.
 METHOD_ORDER = ("original", "baseline", "retrained", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub",
@@ -133,9 +133,20 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def clean_count(runs: pd.DataFrame) -> str:
-    """``k/n``: how many of the runs are clean (:mod:`unlearning.evaluation.verdict`); "" without verdicts."""
+    """``k/n``: how many of the runs are clean, or match retraining where judged against the reference
+    (:mod:`unlearning.evaluation.verdict`); "" without verdicts."""
     verdicts = runs["verdict"].dropna() if "verdict" in runs else pd.Series(dtype=object)
-    return f"{int((verdicts == 'clean').sum())}/{len(verdicts)}" if len(verdicts) else ""
+    return f"{int(verdicts.isin(SUCCESS).sum())}/{len(verdicts)}" if len(verdicts) else ""
+
+
+def against_reference(runs: pd.DataFrame) -> bool:
+    """Whether the runs' verdicts were given against the retrained reference (its vocabulary)."""
+    verdicts = runs["verdict"].dropna() if "verdict" in runs else pd.Series(dtype=object)
+    return bool(verdicts.isin(set(REFERENCE_VERDICTS) - set(VERDICTS)).any())
+
+
+def success_header(runs: pd.DataFrame) -> str:
+    return "matches retraining" if against_reference(runs) else "clean"
 
 
 def verdict_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
@@ -148,7 +159,9 @@ def verdict_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
     judged = judged[judged["method"] != "baseline"]
     if judged.empty:
         return None
-    retrained = reference_rows(judged) if not (judged["method"] == "retrain").any() else judged.iloc[0:0]
+    # against the reference, the retrained model matches itself by definition: no row of its own
+    retrained = (reference_rows(judged) if not (judged["method"] == "retrain").any() and not against_reference(judged)
+                 else judged.iloc[0:0])
     if not retrained.empty and "original_retain_test_acc" in retrained:
         # the gold standard judged by the same rule: retraining moves Dr-test by chance too
         retrained["verdict"] = [verdict({"retain_test_acc": before}, {"retain_test_acc": after, "forget_test_acc": df})
@@ -160,7 +173,8 @@ def verdict_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
     for (method, setting), chunk in ordered(judged).groupby(["method", "setting"], sort=False):
         row = {"method": method, "setting": setting, "requests": len(chunk),
                "targets": chunk["forget"].nunique(), "seeds": chunk["seed"].nunique()}
-        row.update({outcome: int((chunk["verdict"] == outcome).sum()) for outcome in VERDICTS})
+        row.update({outcome: int((chunk["verdict"] == outcome).sum()) for outcome in outcomes_of(judged)})
+        row["clean"] = int(chunk["verdict"].isin(SUCCESS).sum())
         for column, _, _, _ in COUNT_GOLD_COLUMNS:  # over every request, where the runs carry them
             values = pd.to_numeric(chunk[column], errors="coerce").dropna() if column in chunk else pd.Series([])
             row[f"{column}_mean"] = float(values.mean()) if len(values) else math.nan
@@ -169,15 +183,21 @@ def verdict_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def outcomes_of(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The verdict vocabulary of the runs: against the reference, or the fixed full-class rule."""
+    return REFERENCE_VERDICTS if against_reference(runs) else VERDICTS
+
+
 def verdict_markdown(counts: pd.DataFrame) -> str:
     """The counts as a Markdown table: ``clean`` as "k of n" requests, then the other outcomes."""
     show_setting = bool((counts["setting"] != "").any())
     gold = [c for c in COUNT_GOLD_COLUMNS if f"{c[0]}_mean" in counts and counts[f"{c[0]}_mean"].notna().any()]
-    headers = ["method", *(["setting"] if show_setting else []), "targets x seeds", "clean",
-               *(v for v in VERDICTS if v != "clean"), *(header for _, header, _, _ in gold)]
+    outcomes = REFERENCE_VERDICTS if REFERENCE_VERDICTS[1] in counts else VERDICTS
+    headers = ["method", *(["setting"] if show_setting else []), "targets x seeds", outcomes[0],
+               *outcomes[1:], *(header for _, header, _, _ in gold)]
     lines = [[str(row["method"]), *([str(row["setting"])] if show_setting else []),
               f"{row['targets']} x {row['seeds']}", f"{row['clean']} of {row['requests']}",
-              *(str(row[v]) for v in VERDICTS if v != "clean"),
+              *(str(row[v]) for v in outcomes[1:]),
               *(mean_std(row[f"{c}_mean"], row[f"{c}_std"], d) for c, _, _, d in gold)]
              for _, row in counts.iterrows()]
     return render(headers, lines, right=1 + show_setting)
@@ -200,7 +220,7 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     show_clean = bool((summary["clean"] != "").any())
     headers = ["forget", "method", *(["setting"] if show_setting else []), "runs",
                *(header for _, header, _, _ in columns), *([RELATIVE_TIME[1]] if show_relative else []),
-               *(["clean"] if show_clean else [])]
+               *([success_header(runs)] if show_clean else [])]
     lines = []
     for _, row in summary.iterrows():
         cells = [str(row["forget"]), str(row["method"]), *([str(row["setting"])] if show_setting else []),
@@ -244,5 +264,13 @@ def caption(runs: pd.DataFrame) -> str:
             + ("; probe Df: accuracy on Df-test of a 10-shot linear probe on the features"
                if "probe_forget_test_acc" in runs
                and pd.to_numeric(runs["probe_forget_test_acc"], errors="coerce").notna().any() else "")
-            + ("; clean: runs with Df-test <= 5 % and Dr-test down by at most 3 points."
-               if "verdict" in runs and runs["verdict"].notna().any() else "."))
+            + (f"; {verdict_rule(runs)}." if "verdict" in runs and runs["verdict"].notna().any() else "."))
+
+
+def verdict_rule(runs: pd.DataFrame) -> str:
+    """How the table's verdicts were given, in one clause."""
+    if against_reference(runs):
+        return ("matches retraining: Dr-test at most 3 points below the retrained reference's and every Df accuracy "
+                "within 5 points of the reference's (under-forgot: above it, over-forgot: below it; damaged: "
+                "Dr-test 3-20 points below the reference's, collapsed: more than 20)")
+    return "clean: runs with Df-test <= 5 % and Dr-test down by at most 3 points"

@@ -21,11 +21,9 @@ from unlearning.report.tables import (
     summarise,
     verdict_counts,
     verdict_markdown,
+    verdict_rule,
 )
 from unlearning.report.zeroshot import zero_shot_section
-
-#: How the report states the verdict rule next to the counts.
-CLEAN_RULE = "clean = Df-test <= 5 % and Dr-test down by at most 3 points, collapsed = Dr-test down by more than 20"
 
 #: Per-class figures show one panel per method/setting; beyond this a sweep's heatmap says more.
 MAX_PER_CLASS_PANELS = 8
@@ -67,7 +65,7 @@ def write_report(paths: Sequence[str | Path], out: Path) -> Report:
         if counts is not None:
             counted = verdict_markdown(counts)
             counts.to_csv(out / f"{name}-clean.csv", index=False)
-            text += f"\nRequests (forget target x seed) by outcome, {CLEAN_RULE}:\n\n{counted}\n"
+            text += f"\nRequests (forget target x seed) by outcome; {verdict_rule(runs)}:\n\n{counted}\n"
             table += f"\n\n{counted}"
         zero_shot = zero_shot_section(runs, [collection.runs[i].record for i in runs["order"]])
         if zero_shot is not None:  # a group with JiT, GKT or EMMN: the JiT paper's table, with the data each needs
