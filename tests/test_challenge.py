@@ -21,6 +21,7 @@ from unlearning.evaluation.challenge import (
     challenge_score,
     example_epsilon,
     forgetting_quality,
+    same_distribution_ceiling,
 )
 
 
@@ -124,6 +125,16 @@ def test_score_is_high_for_one_family_and_zero_for_separated_ones():
     assert score.final == pytest.approx(quality_same * 0.91 * 0.9)
     with pytest.raises(ValueError, match="one shape"):
         forgetting_quality(same_a, same_b[:, :10])
+
+
+def test_identical_models_score_one_and_one_distribution_far_less():
+    """The ceiling docs/evaluation.md quotes: noise alone earns epsilon, so a perfect method scores < 1."""
+    rng = np.random.default_rng(2)
+    models = rng.normal(0, 1, (5, 300))
+    assert forgetting_quality(models, models.copy())[0] == 1.0
+    mean, std = same_distribution_ceiling(5, n_examples=300, draws=3)
+    assert 0.05 < mean < 0.6 and std < 0.1
+    assert same_distribution_ceiling(5, n_examples=300, draws=3) == (mean, std)  # seeded
 
 
 def test_confidence_is_the_logit_scaled_probability_bounded_like_the_reference():

@@ -185,3 +185,44 @@ def challenge_score(unlearned: np.ndarray, retrained: np.ndarray, retain_acc: tu
     quality, epsilons = forgetting_quality(unlearned, retrained, delta, width)
     return ChallengeScore(quality, float(np.mean(retain_acc[0]) / np.mean(retain_acc[1])),
                           float(np.mean(test_acc[0]) / np.mean(test_acc[1])), epsilons)
+
+
+def same_distribution_ceiling(n_models: int, n_examples: int = 1000, draws: int = 20, seed: int = 0,
+                              delta: float = DELTA, width: float = BUCKET_WIDTH) -> tuple[float, float]:
+    """Mean and std over ``draws`` of F for two families drawn from one distribution per example.
+
+    What a perfect method would score against references retrained from other seeds: each
+    example's confidences, unlearned and retrained alike, come from one normal distribution (its
+    mean drawn per example). Far below 1 with few models, because each example's epsilon is the
+    best of hundreds of threshold tests on 2N noisy values; docs/evaluation.md quotes it.
+    """
+    generator = np.random.default_rng(seed)
+    scores = []
+    for _ in range(draws):
+        centres = generator.normal(0.0, 3.0, size=(1, n_examples))
+        unlearned = centres + generator.normal(size=(n_models, n_examples))
+        retrained = centres + generator.normal(size=(n_models, n_examples))
+        scores.append(forgetting_quality(unlearned, retrained, delta, width)[0])
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m unlearning.evaluation.challenge --ceiling 3 5 8``: the same-distribution ceiling per N."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--ceiling", type=int, nargs="+", required=True, metavar="N",
+                        help="numbers of models per family (each >= 3)")
+    parser.add_argument("--examples", type=int, default=500)
+    parser.add_argument("--draws", type=int, default=10)
+    args = parser.parse_args(argv)
+    if min(args.ceiling) < 3:
+        parser.error("every N must be >= 3: the buckets end at ceil(ln(N - 1))")
+    print("| N models per family | F, same distribution (mean ± std) |\n|---:|---:|")
+    for n in args.ceiling:
+        mean, std = same_distribution_ceiling(n, args.examples, args.draws)
+        print(f"| {n} | {mean:.3f} ± {std:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
