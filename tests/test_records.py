@@ -36,6 +36,10 @@ def test_the_check_finds_a_table_edited_by_hand(tmp_path):
     assert records.sync(root=tmp_path, write=False), "a hand-edited table must be reported"
     records.sync(root=tmp_path, write=True)
     assert table.strip() in doc.read_text() and records.sync(root=tmp_path, write=False) == []
+    doc.write_text(f"intro\n<!-- table: {name} {table_name} -->\n<!-- /table -->\nend\n")  # a new, empty block
+    assert records.sync(root=tmp_path, write=False), "an empty block must be reported, not skipped"
+    records.sync(root=tmp_path, write=True)
+    assert table.strip() in doc.read_text() and doc.read_text().endswith("<!-- /table -->\nend\n")
     doc.write_text(f"<!-- table: {name} no such table -->\n|x|\n<!-- /table -->\n")
     with pytest.raises(UserError, match="not in its records"):
         records.sync(root=tmp_path, write=False)
