@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from unlearning.errors import UserError
-from unlearning.evaluation.verdict import judge
+from unlearning.evaluation.verdict import judge, reference_verdict
 from unlearning.record import RESULTS_FILE, RunRecord
 
 METRICS = ("retain_train_acc", "forget_train_acc", "retain_test_acc", "forget_test_acc", "test_acc", "mia", "zrf")
@@ -270,6 +270,9 @@ def runs_frame(runs: list[CompleteRun]) -> pd.DataFrame:
         row["original_js_test"] = relative.get("js_test_original")
         # the clean / collapsed verdicts judge a forgotten class; poison and mislabel runs have their own table
         row["verdict"] = None if record.task in CORRUPTION_TASKS else run_verdict(metrics)
+        # which rule gave it: "damaged" and "collapsed" are words of both, so the words cannot tell
+        row["verdict_against_reference"] = row["verdict"] is not None and reference_verdict(
+            metrics.get("unlearned") or {}, metrics.get("retrained") or {}) is not None
         row["source_seed"] = record.source_seed
         row.update({f"param.{k}": v for k, v in method_params(record).items()})
         rows.append(row)

@@ -141,8 +141,8 @@ def clean_count(runs: pd.DataFrame) -> str:
 
 def against_reference(runs: pd.DataFrame) -> bool:
     """Whether the runs' verdicts were given against the retrained reference (its vocabulary)."""
-    verdicts = runs["verdict"].dropna() if "verdict" in runs else pd.Series(dtype=object)
-    return bool(verdicts.isin(set(REFERENCE_VERDICTS) - set(VERDICTS)).any())
+    return bool(runs["verdict_against_reference"].fillna(False).astype(bool).any()) \
+        if "verdict_against_reference" in runs else False
 
 
 def success_header(runs: pd.DataFrame) -> str:
