@@ -19,7 +19,7 @@ from bench.workload import Workload, context, workload_data
 from unlearning.cache import TensorCache
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.fingerprint import weights_digest
-from unlearning.methods.ssd import SSD, ShardedBatchSampler
+from unlearning.methods.ssd import SSD, FixedAlpha, ShardedBatchSampler
 from unlearning.models.resnet import build_resnet18
 
 
@@ -58,7 +58,7 @@ def bench_ssd_and_grid(w: Workload, device: torch.device, sections: set[str], ou
                 point: dict[str, Any] = {"alpha": alpha, "lambda": lambda_}
                 with clock(point, "run"):
                     model = copy.deepcopy(original)  # every run starts from the trained weights
-                    info = SSD(alpha=alpha, lambda_=lambda_, batch_size=w.batch_size).unlearn(
+                    info = SSD(FixedAlpha(alpha, lambda_), batch_size=w.batch_size).unlearn(
                         model, data, context(original, device, cache))
                 point.update(importance_cache=info["importance_cache"], fraction_changed=info["fraction_changed"],
                              importance_s=info["importance_full_time_s"] + info["importance_forget_time_s"])

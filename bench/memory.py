@@ -16,7 +16,7 @@ import torch
 
 from bench.timing import note, ratio
 from bench.workload import Workload, context, workload_data
-from unlearning.methods.ssd import SSD
+from unlearning.methods.ssd import SSD, FixedAlpha
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def vit_memory_child(n_full: int, device_name: str) -> dict[str, Any]:
     before = sampler.current()
     sampler.start()
     start = time.perf_counter()
-    info = SSD(alpha=5.0, batch_size=w.batch_size, cache=False).unlearn(model, data, context(model, device, None))
+    info = SSD(FixedAlpha(5.0), batch_size=w.batch_size, cache=False).unlearn(model, data, context(model, device, None))
     elapsed = time.perf_counter() - start
     peak = sampler.stop()
     result = {"n_full": n_full, "n_forget": len(data.indices("forget")), "ssd_s": elapsed,

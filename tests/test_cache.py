@@ -22,6 +22,7 @@ from unlearning.jobs.unlearn import unlearn
 from unlearning.methods.base import MethodContext
 from unlearning.methods.ssd.callback import SSDCallback, importance_parts
 from unlearning.methods.ssd.method import SSD
+from unlearning.methods.ssd.policies import FixedAlpha, SearchedAlpha
 from unlearning.models.checkpoints import save_checkpoint
 
 
@@ -57,9 +58,9 @@ def count_passes(monkeypatch):
     return calls
 
 
-def run_ssd(store, data, weights_seed=0, **options) -> tuple[nn.Module, dict]:
+def run_ssd(store, data, weights_seed=0, policy=None, **options) -> tuple[nn.Module, dict]:
     model = small_cnn(weights_seed)
-    info = SSD(**{"alpha": 1.0, **options}).unlearn(model, data, context(model, store))
+    info = SSD(policy or FixedAlpha(1.0), **options).unlearn(model, data, context(model, store))
     return model, info
 
 
@@ -126,11 +127,11 @@ def test_alpha_lambda_sweep_computes_each_importance_once(tmp_path, count_passes
     reference = {}
     for alpha in (0.5, 2.0):
         for lambda_ in (0.5, 1.0):
-            model, info = run_ssd(cache, data, alpha=alpha, lambda_=lambda_)
+            model, info = run_ssd(cache, data, policy=FixedAlpha(alpha, lambda_))
             reference[(alpha, lambda_)] = model
     assert sorted(count_passes) == ["forget", "full"], "one D and one Df pass for the whole grid"
     assert info["importance_cache"] == {"full": "hit", "forget": "hit"}
-    uncached, _ = run_ssd(None, data, alpha=2.0, lambda_=1.0)
+    uncached, _ = run_ssd(None, data, policy=FixedAlpha(2.0, 1.0))
     for name, value in uncached.state_dict().items():
         assert torch.equal(reference[(2.0, 1.0)].state_dict()[name], value), "a cached run equals an uncached one"
 
@@ -156,7 +157,7 @@ def test_changed_inputs_miss_and_d_ignores_the_forget_set(tmp_path, count_passes
     model = small_cnn(0)
     with torch.no_grad():
         model[0].weight[0, 0, 0, 0] += 1e-6  # one weight, barely changed
-    SSD(alpha=1.0).unlearn(model, data, context(model, cache))
+    SSD(FixedAlpha(1.0)).unlearn(model, data, context(model, cache))
     assert sorted(count_passes) == ["forget", "full"]
 
 
@@ -168,17 +169,17 @@ def test_auto_caches_its_class_coherent_imp_d_beside_the_papers(tmp_path, count_
     run_ssd(cache, data, variant=variant)
     assert sorted(count_passes) == ["forget", "full"]
     count_passes.clear()
-    _, info = run_ssd(cache, data, variant=variant, alpha="auto", auto={"max_steps": 1})
+    _, info = run_ssd(cache, data, policy=SearchedAlpha(max_steps=1), variant=variant)
     assert count_passes == ["full by class"], "Df's importance is shared, D's class-coherent one is new"
     assert info["importance_cache"] == {"full": "computed", "forget": "hit"}
     assert info["reference"]["grouped_by"] == ("label" if variant == "ssd" else "predicted class")
     count_passes.clear()
-    _, again = run_ssd(cache, data, variant=variant, alpha="auto", auto={"max_steps": 1})
+    _, again = run_ssd(cache, data, policy=SearchedAlpha(max_steps=1), variant=variant)
     _, fixed = run_ssd(cache, data, variant=variant)
     assert count_passes == [] and again["importance_cache"] == fixed["importance_cache"] == {"full": "hit",
                                                                                              "forget": "hit"}
     assert again["chosen_alpha"] == info["chosen_alpha"] and again["n_trials"] == info["n_trials"]
-    _, mixed = run_ssd(cache, data, variant=variant, alpha="auto", auto={"max_steps": 1, "reference": "mixed"})
+    _, mixed = run_ssd(cache, data, policy=SearchedAlpha(max_steps=1, reference="mixed"), variant=variant)
     assert count_passes == [], "reference=mixed is the paper's imp_D, already cached by the fixed run"
     assert mixed["reference"] == {"imp_D": "mixed batches (the paper's)", "grouped_by": None, "grouping_work": 0.0}
 
@@ -328,6 +329,6 @@ def test_importance_passes_show_progress_only_when_the_trainer_does(shown, capfd
     trainer = lambda **kw: L.Trainer(accelerator="cpu", devices=1, logger=False,  # noqa: E731
                                      enable_progress_bar=shown, enable_model_summary=False, **kw)
     context = MethodContext(make_trainer=trainer, fresh_model=small_cnn, original=model, task="fullclass")
-    SSD(alpha=1.0, cache=False).unlearn(model, data, context)
+    SSD(FixedAlpha(1.0), cache=False).unlearn(model, data, context)
     err = capfd.readouterr().err
     assert ("SSD importance over full" in err and "SSD importance over forget" in err) is shown

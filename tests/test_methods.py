@@ -32,7 +32,7 @@ from unlearning.methods.fisher import (
 from unlearning.methods.l1sparse import l1_weight
 from unlearning.methods.neggrad_plus import ForgetPairs, NegGradPlusModule
 from unlearning.methods.salun import top_fraction_mask
-from unlearning.methods.ssd.policies import adaptive_alpha, adaptive_percentile, percentile
+from unlearning.methods.ssd.policies import finite_ratios, percentile, ratio_percentile, share_percentile
 from unlearning.methods.training import Phase, PhasedLoader, other_labels
 
 METHODS = ("baseline", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub", "salun", "ssd", "lfssd",
@@ -163,11 +163,11 @@ def test_assd_percentile_matches_numpy_and_the_formula():
     values = torch.rand(1001, generator=torch.Generator().manual_seed(0))
     for p in (0.0, 12.5, 50.0, 97.6, 100.0):
         assert percentile(values, p) == pytest.approx(float(np.percentile(values.numpy(), p)), rel=1e-6)
-    assert adaptive_percentile(146, 1437) == pytest.approx(100 - math.log(1 + 100 * 146 / 1437))
+    assert share_percentile(146, 1437) == 100 - math.log(1 + 100 * 146 / 1437)
     full = {"w": torch.tensor([1.0, 2.0, 0.0, 0.0, 4.0])}
     forget = {"w": torch.tensor([3.0, 2.0, 5.0, 0.0, 0.0])}  # ratios 3, 1, inf, nan, 0: finite are 3, 1, 0
-    assert adaptive_alpha(full, forget, 50.0) == pytest.approx(1.0)
-    assert adaptive_alpha(full, forget, 100.0) == pytest.approx(3.0)
+    assert ratio_percentile(finite_ratios(full, forget), 50.0) == pytest.approx(1.0)
+    assert ratio_percentile(finite_ratios(full, forget), 100.0) == pytest.approx(3.0)
 
 
 def test_other_labels_never_repeat_the_own_label():
@@ -286,7 +286,7 @@ def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path,
         assert results["metrics"]["unlearned"]["zrf"] > results["metrics"]["original"]["zrf"]
         assert info["retain_samples"] == int(0.3 * results["n_retain"])
     if method == "assd":  # with imp_D as reference, ASSD is SSD at the percentile's alpha: same weights
-        assert info["percentile"] == pytest.approx(adaptive_percentile(results["n_forget"], 1293))
+        assert info["percentile"] == pytest.approx(share_percentile(results["n_forget"], 1293))
         assert info["alpha"] > 0 and info["parameters_changed"] > 0 and info["reference_split"] == "retain"
         assert set(info["importance_cache"]) == {"retain", "forget"}  # ASSD now uses the importance cache
         on_d = run_method(trained_root, tmp_path / "on_d", "assd", "fullclass", "method.reference_split=full")["method_info"]

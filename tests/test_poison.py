@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from tests.conftest import compose_config
 from tests.test_cache import context, small_cnn
 from unlearning.data.corruption import maximum_normalised_value, task_corruption_key
 from unlearning.data.datamodule import UnlearningDataModule
@@ -25,7 +26,8 @@ from unlearning.data.digits import build_digits
 from unlearning.data.splits import MislabelTask, PoisonTask
 from unlearning.errors import UserError
 from unlearning.evaluation.corruption import corruption_metrics
-from unlearning.methods.ssd import SSD
+from unlearning.jobs.builders import build_method
+from unlearning.methods.ssd import SSD, PTNSearch
 
 
 def poisoned_digits(share: float = 0.05, identified: float = 0.5, seed: int = 0, **poison) -> UnlearningDataModule:
@@ -199,7 +201,7 @@ def test_potion_matches_its_reference_code(backdoor, variant):
     expected, share, tries = reference_potion(trained, *loaders, variant, rho=0.1)
     assert tries > 1, "the case must exercise the search, not stop at its first try"
     model = copy.deepcopy(trained)
-    info = SSD(policy="ptn", alpha=None, variant=variant, cache=False, ptn={"rho": 0.1}).unlearn(
+    info = SSD(PTNSearch(rho=0.1), variant=variant, cache=False).unlearn(
         model, data, context(model, None))
     assert info["policy"] == "ptn" and info["reached"] and info["tries"] == tries
     assert info["share"] == pytest.approx(share) and info["forget_acc_before"] > 50
@@ -211,7 +213,7 @@ def test_potion_matches_its_reference_code(backdoor, variant):
 def test_potion_heals_the_backdoor_it_searched_against(backdoor):
     data, trained = backdoor
     model = copy.deepcopy(trained)
-    SSD(policy="ptn", alpha=None, variant="potion", cache=False).unlearn(model, data, context(model, None))
+    SSD(PTNSearch(), variant="potion", cache=False).unlearn(model, data, context(model, None))
 
     def figures(m):
         train_logits = torch.cat([m(x).detach() for x, _ in DataLoader(data.dataset("full"), batch_size=512)])
@@ -224,16 +226,16 @@ def test_potion_heals_the_backdoor_it_searched_against(backdoor):
     assert after["attack_success"] < before["attack_success"], "unidentified trigger uses are healed too"
 
 
-@pytest.mark.parametrize("options,words", [
-    ({"ptn": {"rho": 1.5}}, ["rho must lie in [0, 1)"]),
-    ({"ptn": {"step": 0.9}}, ["step must be > 1"]),
-    ({"ptn": {"tries": 3}}, ["unknown setting", "tries"]),
-    ({"ptn": {"max_tries": 2.5}}, ["method.ptn.max_tries"]),
-    ({"alpha": 10.0}, ["searches alpha itself", "method.alpha=10.0"]),
+@pytest.mark.parametrize("overrides,words", [
+    (["method.policy.rho=1.5"], ["method=potion", "rho must lie in [0, 1)"]),
+    (["method.policy.step=0.9"], ["step must be > 1"]),
+    (["+method.policy.tries=3"], ["tries"]),
+    (["method.policy.max_tries=2.5"], ["max_tries must be a whole number"]),
+    (["method.alpha=10.0"], ["PTNSearch", "chooses alpha itself", "method.alpha=10.0"]),
 ])
-def test_bad_potion_settings_are_refused(options, words):
+def test_bad_potion_settings_are_refused(overrides, words):
     with pytest.raises(UserError) as error:
-        SSD(**{"policy": "ptn", "alpha": None, **options})
+        build_method(compose_config("unlearn", ["method=potion", "task=poison", *overrides]))
     for word in words:
         assert word in str(error.value)
 

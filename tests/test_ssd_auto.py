@@ -18,11 +18,11 @@ from unlearning.jobs.builders import build_datamodule, build_model, build_task, 
 from unlearning.jobs.unlearn import build_method
 from unlearning.methods.base import MethodContext
 from unlearning.methods.ssd import dampen, importances, ssd
+from unlearning.methods.ssd.policies import SearchedAlpha
 from unlearning.methods.ssd.search import (
     AutoSearch,
     AutoSettings,
     Probe,
-    auto_settings,
     sample_images,
     scoped,
 )
@@ -159,18 +159,21 @@ def test_method_ssd_alone_keeps_the_papers_alpha(method, tmp_path):
 
 
 def test_auto_settings_mistakes_are_user_errors():
-    with pytest.raises(UserError, match="unknown setting"):
-        auto_settings({"forget_targt": 0.1})
-    with pytest.raises(UserError, match="retain_tolerance"):
-        auto_settings({"retain_tolerance": 2})
+    """The search's settings are SearchedAlpha's arguments: a config's mistakes fail when the method is built."""
+    with pytest.raises(ValueError, match="retain_tolerance"):
+        SearchedAlpha(retain_tolerance=2)
+    with pytest.raises(ValueError, match="scopes"):
+        SearchedAlpha(scopes=[0.0])
+    with pytest.raises(TypeError, match="forget_targt"):
+        SearchedAlpha(forget_targt=0.1)
     with pytest.raises(UserError, match="auto"):
         build_method(compose_config("unlearn", ["method.alpha=often", *QUIET]))
     with pytest.raises(UserError, match="max_cost"):
         build_method(compose_config("unlearn", ["method=lfssd", "method.alpha=auto", "method.auto.max_cost=0", *QUIET]))
-    with pytest.raises(UserError, match="scopes"):
-        auto_settings({"scopes": [0.0]})
     with pytest.raises(UserError, match="reference='per-sample'.*valid: by-class, mixed"):
         build_method(compose_config("unlearn", ["method.alpha=auto", "method.auto.reference=per-sample", *QUIET]))
+    with pytest.raises(UserError, match="forget_targt"):
+        build_method(compose_config("unlearn", ["method.alpha=auto", "+method.auto.forget_targt=0.1", *QUIET]))
 
 
 # ------------------------------------------------------------------ the search itself, quickly
@@ -283,4 +286,4 @@ def test_class_coherent_reference_is_for_full_class_requests(reference, task, by
     paper's imp_D (docs/auto_ssd.md); reference=mixed opts full-class requests out too."""
     from unlearning.methods.ssd import SearchedAlpha
 
-    assert SearchedAlpha(AutoSettings(reference=reference)).reference(task).by_class is by_class
+    assert SearchedAlpha(AutoSettings(reference=reference)).compared_with(task).by_class is by_class

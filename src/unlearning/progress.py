@@ -13,11 +13,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from unlearning.distributed import is_rank_zero
-
 
 def trainer_shows_progress(trainer: Any) -> bool:
     """Whether ``trainer`` shows progress: its progress bar is on and this is rank 0."""
+    from unlearning.distributed import is_rank_zero  # Lightning's rank; callers hold a Trainer anyway
+
     return getattr(trainer, "progress_bar_callback", None) is not None and is_rank_zero()
 
 

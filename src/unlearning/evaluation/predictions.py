@@ -7,7 +7,6 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from unlearning.distributed import is_rank_zero
 from unlearning.progress import progress
 
 
@@ -33,7 +32,8 @@ def predict(model: nn.Module, loader: Iterable, features: bool = False, show_pro
     With ``features=True`` also the input of the output layer (see :func:`feature_layer`),
     captured by a forward hook in the same pass: the probe costs no extra forward pass.
     The model runs in eval mode on its own device; its mode is restored afterwards.
-    ``show_progress``: a progress bar labelled ``description`` over the batches (rank 0 only).
+    ``show_progress``: a progress bar labelled ``description`` over the batches; callers ask for it
+    on rank 0 only (evaluation runs there; the trainer's setting says so elsewhere).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -44,7 +44,7 @@ def predict(model: nn.Module, loader: Iterable, features: bool = False, show_pro
         hook = feature_layer(model).register_forward_hook(
             lambda _module, inputs, _output: captured.append(inputs[0].detach().flatten(1).float().cpu()))
     try:
-        for images, targets in progress(loader, description, show_progress and is_rank_zero()):
+        for images, targets in progress(loader, description, show_progress):
             logits.append(model(images.to(device, non_blocking=True)).float())
             labels.append(torch.as_tensor(targets))
     finally:

@@ -19,6 +19,7 @@ from unlearning.data.selection import SplitSettings, subset_if_asked
 from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
 from unlearning.loggers import Loggers, build_loggers
+from unlearning.methods.base import UnlearningMethod
 from unlearning.models.classifier import training_settings
 from unlearning.models.registry import ModelIdentity, recipe_key, registry_path
 from unlearning.reproducibility import seed_of
@@ -84,6 +85,57 @@ def instantiate_plain(config: Any, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         raise
+
+
+#: Keys of an SSD-family method's YAML that only its policy reads (``${..alpha}`` in conf/method/policy/):
+#: handles for the command line (``method.alpha=5``), not arguments of the method.
+POLICY_HANDLES = ("alpha", "lambda_", "reference_split")
+
+
+def build_method(cfg: DictConfig) -> UnlearningMethod:
+    """The method named by ``cfg.method._target_``, with every other key as an argument, named as its YAML says."""
+    options = OmegaConf.to_container(cfg.method, resolve=True)
+    name = options.pop("name", None)
+    if "policy" in options:
+        options = with_chosen_policy(options, name)
+    try:
+        method = instantiate_plain(options, _convert_="all")
+    except InstantiationException as error:  # e.g. an argument the method does not take, or a bad value
+        cause = error
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__  # a policy's own error is wrapped once more by its method's
+        raise UserError(f"method={name}: {cause}") from None
+    if name:
+        method.name = str(name)
+    return method
+
+
+def with_chosen_policy(options: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """An SSD-family method's options with its policy chosen: ``method.alpha=auto`` puts ``method.auto``
+    (the per-request search) in place of ``method.policy``; the handles are then dropped.
+
+    A policy that chooses alpha itself (its YAML reads no ``alpha``) refuses a given one, so that
+    ``method=assd method.alpha=10`` is not silently ASSD.
+    """
+    from unlearning.methods.ssd.search import is_auto
+
+    search = options.pop("auto", None)
+    alpha, policy = options.get("alpha"), options["policy"]
+    reads_alpha = isinstance(policy, dict) and "alpha" in policy
+    chooser = str(policy.get("_target_", policy)).rsplit(".", 1)[-1] if isinstance(policy, dict) else policy
+    if is_auto(alpha):
+        if not reads_alpha or search is None:
+            raise UserError(f"method.alpha=auto asks for the automatic search, but method={name}'s policy "
+                            f"({chooser}) chooses alpha itself; give one of them.")
+        options["policy"] = search
+    elif alpha is not None and not reads_alpha:
+        raise UserError(f"method={name}'s policy ({chooser}) chooses alpha itself; remove method.alpha={alpha!r} "
+                        "or choose the paper's rule with method/policy=fixed.")
+    elif alpha is None and reads_alpha:
+        raise UserError("method.alpha is missing: give a number (paper: 10 for ResNet18, 5/25 for ViT) or auto.")
+    for key in POLICY_HANDLES:
+        options.pop(key, None)
+    return options
 
 
 def image_size(cfg: DictConfig) -> int | None:

@@ -26,7 +26,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -48,9 +47,9 @@ from unlearning.jobs.builders import (
     build_cache,
     build_datamodule,
     build_logger,
+    build_method,
     build_model,
     build_task,
-    instantiate_plain,
     make_trainer,
     published_model_path,
 )
@@ -73,17 +72,6 @@ from unlearning.runs import claim_run_folder
 from unlearning.validate import boolean
 
 log = logging.getLogger(__name__)
-
-
-def build_method(cfg: DictConfig) -> UnlearningMethod:
-    """The method named by ``cfg.method._target_``, with every other key as an argument."""
-    options = OmegaConf.to_container(cfg.method, resolve=True)
-    options.pop("name", None)
-    try:
-        return instantiate_plain(options, _convert_="all")
-    except InstantiationException as error:  # e.g. an argument the method does not take
-        cause = error.__cause__ or error
-        raise UserError(f"method={cfg.method.get('name')}: {cause}") from None
 
 
 def find_source_checkpoint(cfg: DictConfig, data, run_dir: Path) -> Path:

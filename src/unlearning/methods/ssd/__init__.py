@@ -8,10 +8,10 @@ Layers, innermost first (each imports only the ones above it):
 
 * :mod:`.search`: the automatic mode's per-request alpha search (plain PyTorch);
 * :mod:`.policies`: how alpha is chosen once both importances are known (fixed, ASSD's
-  percentile rule, the search), as plain objects;
+  percentile rule, the search, Potion's search), as plain objects a config picks by ``_target_``;
 * :mod:`.distributed`: whole-batch sharding and the flat sum across devices;
 * :mod:`.callback`: :class:`SSDCallback`, importances on every device, then the policy;
-* :mod:`.method`: :class:`SSD`, the configurable method (``method=ssd|lfssd|assd``).
+* :mod:`.method`: :class:`SSD`, the configurable method (``method=ssd|lfssd|assd|potion``).
 
 Importing this package loads the core only; the Lightning-based names (``SSDCallback``,
 ``SSD`` ...) load on first use, so ``from unlearning.methods.ssd import dampen`` stays free
@@ -27,12 +27,15 @@ from unlearning.methods.ssd.core import (
     AUTOCAST_DTYPES,
     VARIANTS,
     accumulate_importances,
+    apply_dampening,
     autocast_dtype,
     check_hyperparameters,
     class_coherent_batches,
     dampen,
     importance_loss,
     importances,
+    restore,
+    snapshot,
     ssd,
     zero_importances,
 )
@@ -47,19 +50,21 @@ _LAZY = {
     "FixedAlpha": "policies",
     "PercentileAlpha": "policies",
     "SearchedAlpha": "policies",
+    "PTNSearch": "policies",
+    "PTNSettings": "policies",
     "DampeningRequest": "policies",
-    "ImportanceReference": "policies",
+    "ReferenceSplit": "policies",
     "AutoSearch": "search",
     "AutoSettings": "search",
     "Probe": "search",
-    "auto_settings": "search",
     "sample_images": "search",
     "scoped": "search",
 }
 
 __all__ = [
-    "AUTOCAST_DTYPES", "VARIANTS", "accumulate_importances", "autocast_dtype", "check_hyperparameters",
-    "class_coherent_batches", "dampen", "importance_loss", "importances", "ssd", "zero_importances", *_LAZY,
+    "AUTOCAST_DTYPES", "VARIANTS", "accumulate_importances", "apply_dampening", "autocast_dtype",
+    "check_hyperparameters", "class_coherent_batches", "dampen", "importance_loss", "importances", "restore",
+    "snapshot", "ssd", "zero_importances", *_LAZY,
 ]
 
 

@@ -31,13 +31,7 @@ from unlearning.methods.ssd.core import (
     zero_importances,
 )
 from unlearning.methods.ssd.distributed import RankZeroAgreement, ShardedBatchSampler, sum_over_ranks
-from unlearning.methods.ssd.policies import (
-    AlphaPolicy,
-    DampeningRequest,
-    FixedAlpha,
-    ImportanceReference,
-    grouped_by,
-)
+from unlearning.methods.ssd.policies import AlphaPolicy, DampeningRequest, ReferenceSplit, grouped_by
 from unlearning.progress import progress, trainer_shows_progress
 
 #: Bump when the importance computation changes in a way that changes its numbers.
@@ -65,20 +59,12 @@ def importance_parts(weights: str, data: Any, split: str, variant: str, batch_si
     }
 
 
-def as_policy(policy: AlphaPolicy | float | int) -> AlphaPolicy:
-    """A policy as given, or a number read as a fixed alpha (lambda 1), as ``ModelPruning`` takes an amount."""
-    if isinstance(policy, AlphaPolicy):
-        return policy
-    if isinstance(policy, bool) or not isinstance(policy, int | float):
-        raise TypeError(f"SSDCallback's policy must be an AlphaPolicy or a number (a fixed alpha), got {policy!r}")
-    return FixedAlpha(float(policy))
-
-
 class SSDCallback(L.Callback):
     """Computes the reference importance and imp_Df across all devices at ``on_fit_start``, then dampens.
 
-    ``policy`` chooses alpha (:mod:`~unlearning.methods.ssd.policies`; a number means a fixed
-    alpha with lambda 1). Run it with ``trainer.fit(HoldWeights(model), datamodule=dm)`` and
+    ``policy`` chooses alpha (:mod:`~unlearning.methods.ssd.policies`, e.g.
+    ``FixedAlpha(10.0)``, the paper's). ``variant`` and ``batch_size`` are checked here, once:
+    this is where the importances are configured, for the SSD method and for library use. Run it with ``trainer.fit(HoldWeights(model), datamodule=dm)`` and
     ``max_epochs=0``: the hook fires after the strategy has set up the processes and before
     any training, the same place Lightning's own weight-surgery callbacks act. After the fit,
     :attr:`summary` holds what was chosen and done, :attr:`reference_importance` and
@@ -87,7 +73,7 @@ class SSDCallback(L.Callback):
 
     def __init__(
         self,
-        policy: AlphaPolicy | float = 10.0,
+        policy: AlphaPolicy,
         variant: str = "ssd",
         batch_size: int = 64,
         importance_cache: Any = None,
@@ -95,10 +81,13 @@ class SSDCallback(L.Callback):
         channels_last: bool = False,
     ):
         if variant not in VARIANTS:
-            raise ValueError(f"unknown SSD variant {variant!r}; valid: {', '.join(VARIANTS)}")
+            raise ValueError(f"method.variant={variant!r} is unknown; valid: {', '.join(VARIANTS)}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"SSD's importance batch size must be a whole number >= 1, got {batch_size!r}")
-        self.policy = as_policy(policy)
+            raise ValueError(f"method.batch_size must be a whole number >= 1 (the importance pass's batch size; "
+                             f"paper: 64), got {batch_size!r}")
+        if not isinstance(policy, AlphaPolicy):
+            raise TypeError(f"SSDCallback's policy must be an AlphaPolicy (e.g. FixedAlpha(10.0)), got {policy!r}")
+        self.policy = policy
         self.variant, self.batch_size = variant, batch_size
         self.cache = importance_cache
         self.autocast_dtype, self.channels_last = autocast_dtype, bool(channels_last)
@@ -113,13 +102,12 @@ class SSDCallback(L.Callback):
         model = pl_module.model
         self.cache_use, self._weights = {}, None
         request = self.request(trainer)
-        reference = self.policy.reference(request.task)
+        reference = self.policy.compared_with(request.task)
         start = time.perf_counter()
         self.reference_importance = self.importance(trainer, model, reference)
         reference_time = time.perf_counter() - start
-        self.forget_importance = self.importance(trainer, model, ImportanceReference("forget"))
+        self.forget_importance = self.importance(trainer, model, ReferenceSplit("forget"))
         forget_time = time.perf_counter() - start - reference_time
-        request.refresh_forget = lambda dampened: self.importances_on_all_ranks(trainer, dampened, "forget")
         outcome = self.policy.dampen(model, self.reference_importance, self.forget_importance, request)
         changed = int(outcome["parameters_changed"])
         total = sum(p.numel() for p in model.parameters())
@@ -143,9 +131,10 @@ class SSDCallback(L.Callback):
         """What the policy may use: the task, split sizes, training splits, and rank 0's say."""
         agree = (lambda choice: choice) if trainer.world_size == 1 else (
             lambda choice: trainer.strategy.broadcast(choice, src=0))
-        return DampeningRequest.from_datamodule(trainer.datamodule, self.variant, self.batch_size, agree=agree,
-                                                is_zero=is_rank_zero(),
-                                                show_progress=trainer_shows_progress(trainer))
+        return DampeningRequest.from_datamodule(
+            trainer.datamodule, self.variant, self.batch_size, agree=agree, is_zero=is_rank_zero(),
+            refresh_forget=lambda dampened: self.importances_on_all_ranks(trainer, dampened, "forget"),
+            show_progress=trainer_shows_progress(trainer))
 
     # ------------------------------------------------------------------ shard -> accumulate -> reduce
     def importances_on_all_ranks(self, trainer: L.Trainer, model: torch.nn.Module, split: str,
@@ -187,7 +176,7 @@ class SSDCallback(L.Callback):
 
     # ------------------------------------------------------------------ cache
     def importance(self, trainer: L.Trainer, model: torch.nn.Module,
-                   reference: ImportanceReference) -> dict[str, torch.Tensor]:
+                   reference: ReferenceSplit) -> dict[str, torch.Tensor]:
         """The importance over ``reference.split``: from the cache when it holds it, else computed (and stored).
 
         ``reference.by_class``: over class-coherent batches (:meth:`sample_classes`) instead of

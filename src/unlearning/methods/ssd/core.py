@@ -4,9 +4,9 @@ Usable without Lightning or Hydra::
 
     from unlearning.methods.ssd import importances, dampen
 
-    full = importances(model, full_train_loader)          # imp_D
+    reference = importances(model, full_train_loader)     # imp_D, the importance Df's is compared with
     forget = importances(model, forget_train_loader)      # imp_Df
-    changed = dampen(model, full, forget, alpha=10.0, lambda_=1.0)
+    changed = dampen(model, reference, forget, alpha=10.0, lambda_=1.0)
 
 Both follow the SSD paper's reference code exactly (Foster, Schoepf & Brintrup, AAAI 2024):
 the importance of a parameter is the mean over mini-batches of the squared gradient of
@@ -81,8 +81,6 @@ def accumulate_importances(
     docs/performance.md), ``channels_last`` uses the NHWC layout that tensor cores prefer
     for convolutions (the model is converted for the pass and converted back).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown SSD variant {variant!r}; valid: {', '.join(VARIANTS)}")
     sums = sums if sums is not None else zero_importances(model)
     names = [name for name, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -164,44 +162,69 @@ def check_hyperparameters(alpha: float, lambda_: float) -> None:
             raise ValueError(f"SSD {label} must be a positive, finite number, got {value!r}")
 
 
-@torch.no_grad()
 def dampen(
     model: nn.Module,
-    full: Mapping[str, torch.Tensor],
+    reference: Mapping[str, torch.Tensor],
     forget: Mapping[str, torch.Tensor],
     alpha: float,
     lambda_: float,
 ) -> int:
     """Dampen, in place, the parameters specialised to the forget set; return how many entries changed.
 
-    For each parameter tensor the entries with ``forget > alpha * full`` are selected and
-    multiplied by ``min(lambda_ * full / forget, 1)``; nothing else changes. Because
-    importances are non-negative and ``alpha > 0``, a selected entry has ``forget > 0``, so
-    no division by zero can write NaN or inf.
+    For each parameter tensor the entries with ``forget > alpha * reference`` are selected and
+    multiplied by ``min(lambda_ * reference / forget, 1)``; nothing else changes. ``reference``
+    is the importance Df's is compared with (the paper: over all of D). Because importances are
+    non-negative and ``alpha > 0``, a selected entry has ``forget > 0``, so no division by
+    zero can write NaN or inf.
     """
     check_hyperparameters(alpha, lambda_)
+    return apply_dampening(model, reference, forget, alpha, lambda_)
+
+
+@torch.no_grad()
+def apply_dampening(
+    model: nn.Module,
+    reference: Mapping[str, torch.Tensor],
+    forget: Mapping[str, torch.Tensor],
+    alpha: float,
+    lambda_: float,
+) -> int:
+    """:func:`dampen` without checking alpha and lambda, for callers that checked them once (policies, the search)."""
     changed: list[torch.Tensor] = []
     for name, param in model.named_parameters():
-        if name not in full or name not in forget:
+        if name not in reference or name not in forget:
             continue
-        imp_full = full[name].to(param.device, torch.float32)
+        imp_reference = reference[name].to(param.device, torch.float32)
         imp_forget = forget[name].to(param.device, torch.float32)
-        selected = imp_forget > alpha * imp_full
+        selected = imp_forget > alpha * imp_reference
         if param.is_contiguous():
             # Work on the selected entries only (usually a small fraction): a few passes over
             # the tensor instead of a dozen full-size temporaries.
             where = selected.reshape(-1).nonzero().squeeze(1)
             values = param.view(-1).index_select(0, where)
-            factor = (lambda_ * imp_full.reshape(-1).index_select(0, where)
+            factor = (lambda_ * imp_reference.reshape(-1).index_select(0, where)
                       / imp_forget.reshape(-1).index_select(0, where)).clamp(max=1.0)
             changed.append(((factor < 1) & (values != 0)).sum())
             param.view(-1).index_copy_(0, where, values * factor.to(param.dtype))
             continue
         safe_forget = torch.where(selected, imp_forget, torch.ones_like(imp_forget))
-        factor = torch.where(selected, (lambda_ * imp_full / safe_forget).clamp(max=1.0), torch.ones_like(imp_forget))
+        factor = torch.where(selected, (lambda_ * imp_reference / safe_forget).clamp(max=1.0),
+                             torch.ones_like(imp_forget))
         changed.append((selected & (factor < 1) & (param != 0)).sum())
         param.mul_(factor.to(param.dtype))
     return int(torch.stack(changed).sum().item()) if changed else 0
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every parameter, for :func:`restore` (searches try dampenings and undo them)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def restore(model: nn.Module, saved: Mapping[str, torch.Tensor]) -> None:
+    """Put the parameters of a :func:`snapshot` back, in place."""
+    for name, param in model.named_parameters():
+        param.copy_(saved[name])
 
 
 def ssd(
@@ -214,6 +237,6 @@ def ssd(
 ) -> int:
     """Whole SSD/LFSSD in one call: both importances, then :func:`dampen`. Returns entries changed."""
     check_hyperparameters(alpha, lambda_)
-    full = importances(model, full_loader, variant)
+    reference = importances(model, full_loader, variant)
     forget = importances(model, forget_loader, variant)
-    return dampen(model, full, forget, alpha, lambda_)
+    return apply_dampening(model, reference, forget, alpha, lambda_)

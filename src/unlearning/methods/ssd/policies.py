@@ -12,11 +12,14 @@ lambda) are chosen and which importance Df's is compared with:
 * :class:`PTNSearch`: Potion's search (``method=potion``): ASSD's rule with the share searched
   upward until the identified set's accuracy falls to rho x its own.
 
-A policy names the reference importance it wants (:meth:`AlphaPolicy.reference`) and then
-dampens the model (:meth:`AlphaPolicy.dampen`) with what a :class:`DampeningRequest` gives
-it; it knows nothing of Lightning. The callback computes the importances on every device and
-hands over; under DDP every rank runs the policy with identical inputs (``request.agree``
-makes any choice rank 0's).
+Each policy takes its settings as constructor arguments and checks them there (ValueError),
+so a config chooses one by ``_target_`` (``conf/method/policy/*.yaml``) and a mistake fails
+when it is built. A policy says which importance Df's is compared with
+(:meth:`AlphaPolicy.compared_with`, the *reference* importance) and then dampens the model
+(:meth:`AlphaPolicy.dampen`) with what a :class:`DampeningRequest` gives it; it knows nothing
+of Lightning. The callback computes the importances on every device and hands over; under
+DDP every rank runs the policy with identical inputs (``request.agree`` makes any choice
+rank 0's).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearning.methods.ssd.core import check_hyperparameters, dampen
+from unlearning.evaluation.predictions import predict
+from unlearning.methods.ssd.core import apply_dampening, restore, snapshot
 from unlearning.methods.ssd.search import AUTO, AutoSearch, AutoSettings, Probe, sample_images
 from unlearning.progress import progress
 
@@ -44,8 +48,9 @@ REFERENCE_SPLITS = ("full", "retain")
 
 
 @dataclass(frozen=True)
-class ImportanceReference:
-    """Which importance imp_Df is compared with: over ``split``, optionally in class-coherent batches."""
+class ReferenceSplit:
+    """Where the reference importance (the one imp_Df is compared with) comes from: over ``split``,
+    optionally in class-coherent batches."""
 
     split: str = "full"
     by_class: bool = False
@@ -56,13 +61,13 @@ def grouped_by(variant: str) -> str:
     return "label" if variant == "ssd" else "predicted class"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DampeningRequest:
     """What a policy may use besides the model and the two importances (training data only).
 
     ``agree`` maps this process's choice to the one every process applies (under DDP rank
     0's, broadcast); ``refresh_forget`` recomputes imp_Df on the model as it is now (the
-    search dampens in steps); ``is_zero`` says whether this process logs.
+    search dampens in steps; None: it cannot); ``is_zero`` says whether this process logs.
     """
 
     task: str | None
@@ -93,14 +98,18 @@ class DampeningRequest:
 
 
 class AlphaPolicy(ABC):
-    """Chooses alpha and lambda for one request and dampens; returns what it chose for results.json."""
+    """Chooses alpha and lambda for one request and dampens; returns what it chose for results.json.
+
+    A new policy is a subclass (settings as constructor arguments, checked there) and a YAML
+    in ``conf/method/policy/`` naming it by ``_target_`` (docs/architecture.md).
+    """
 
     #: Short name recorded as ``method_info.policy``.
     name: str = ""
 
-    def reference(self, task: str | None) -> ImportanceReference:
-        """The importance imp_Df is compared with for ``task`` (default: the paper's imp_D)."""
-        return ImportanceReference()
+    def compared_with(self, task: str | None) -> ReferenceSplit:
+        """Where the reference importance comes from for ``task`` (default: the paper's imp_D)."""
+        return ReferenceSplit()
 
     @abstractmethod
     def dampen(self, model: nn.Module, reference: Importances, forget: Importances,
@@ -114,11 +123,10 @@ class FixedAlpha(AlphaPolicy):
     name = "fixed"
 
     def __init__(self, alpha: float = 10.0, lambda_: float = 1.0):
-        check_hyperparameters(alpha, lambda_)
-        self.alpha, self.lambda_ = float(alpha), float(lambda_)
+        self.alpha, self.lambda_ = positive("alpha", alpha), positive("lambda_", lambda_)
 
     def dampen(self, model, reference, forget, request) -> dict[str, Any]:
-        changed = dampen(model, reference, forget, self.alpha, self.lambda_)
+        changed = apply_dampening(model, reference, forget, self.alpha, self.lambda_)
         return {"alpha": self.alpha, "lambda": self.lambda_, "parameters_changed": changed}
 
     def __repr__(self) -> str:
@@ -139,18 +147,25 @@ def percentile(values: torch.Tensor, p: float) -> float:
     return float(low_value + (position - low) * (high_value - low_value))
 
 
-def adaptive_percentile(n_forget: int, n_full: int) -> float:
-    """p = 100 - ln(1 + 100 |Df| / |D|): 97.6 when Df is a tenth of D, closer to 100 for smaller Df."""
-    return 100.0 - math.log(1.0 + 100.0 * n_forget / n_full)
+def share_percentile(forget: float, total: float = 1.0) -> float:
+    """ASSD/Potion's p = 100 - ln(1 + 100 s) for the share s = ``forget / total``.
 
-
-def adaptive_alpha(reference: Importances, forget: Importances, p: float) -> float:
-    """The p-th percentile of the finite ratios imp_Df / imp_ref over every parameter.
-
-    A ratio with ``imp_ref = 0`` is infinite or undefined and left out (the reference code
-    drops NaN and inf); ratios of 0 (no Df importance) count.
+    ASSD: s = |Df| / |D| (97.6 when Df is a tenth of D, closer to 100 for smaller Df); Potion
+    searches s upward from a start (``total`` 1). Computed as ``100 * forget / total``, the
+    reference code's order of operations.
     """
-    return percentile(finite_ratios(reference, forget), p)
+    return 100.0 - math.log(1.0 + 100.0 * forget / total)
+
+
+def ratio_percentile(ratios: torch.Tensor, p: float) -> float:
+    """alpha = the p-th percentile of the finite ratios imp_Df / imp_ref (:func:`finite_ratios`).
+
+    When it is not positive (e.g. more than p% of the parameters have no Df importance at all),
+    the smallest positive float32 instead, so that the selection ``imp_Df > alpha * imp_ref``
+    stays SSD's and the entries with no Df importance are never dampened.
+    """
+    alpha = percentile(ratios, p) if ratios.numel() else float("nan")
+    return alpha if alpha > 0 else float(torch.finfo(torch.float32).tiny)
 
 
 class PercentileAlpha(AlphaPolicy):
@@ -165,20 +180,18 @@ class PercentileAlpha(AlphaPolicy):
     name = "percentile"
 
     def __init__(self, lambda_: float = 1.0, reference_split: str = "retain"):
-        check_hyperparameters(1.0, lambda_)
         if reference_split not in REFERENCE_SPLITS:
-            raise ValueError(f"unknown reference split {reference_split!r}; valid: {', '.join(REFERENCE_SPLITS)}")
-        self.lambda_, self.reference_split = float(lambda_), reference_split
+            raise ValueError(f"method.reference_split={reference_split!r} is unknown; valid: "
+                             f"{', '.join(REFERENCE_SPLITS)} (retain: ASSD's reference code; full: the paper's imp_D)")
+        self.lambda_, self.reference_split = positive("lambda_", lambda_), reference_split
 
-    def reference(self, task: str | None) -> ImportanceReference:
-        return ImportanceReference(split=self.reference_split)
+    def compared_with(self, task: str | None) -> ReferenceSplit:
+        return ReferenceSplit(split=self.reference_split)
 
     def dampen(self, model, reference, forget, request) -> dict[str, Any]:
-        p = adaptive_percentile(request.n_forget, request.n_forget + request.n_retain)
-        alpha = adaptive_alpha(reference, forget, p)
-        if not alpha > 0:  # e.g. more than p% of the parameters have no Df importance at all
-            alpha = float(torch.finfo(torch.float32).tiny)
-        changed = dampen(model, reference, forget, alpha, self.lambda_)
+        p = share_percentile(request.n_forget, request.n_forget + request.n_retain)
+        alpha = ratio_percentile(finite_ratios(reference, forget), p)
+        changed = apply_dampening(model, reference, forget, alpha, self.lambda_)
         return {"alpha": alpha, "lambda": self.lambda_, "percentile": p, "reference_split": self.reference_split,
                 "parameters_changed": changed}
 
@@ -231,25 +244,28 @@ class SearchedAlpha(AlphaPolicy):
 
     name = "auto"
 
-    def __init__(self, settings: AutoSettings | None = None):
-        self.settings = settings or AutoSettings()
+    def __init__(self, settings: AutoSettings | None = None, **options: Any):
+        """``options`` are :class:`AutoSettings`' fields (a config's ``method.auto``); or give ``settings``."""
+        if settings is not None and options:
+            raise ValueError("give SearchedAlpha either settings or its options, not both")
+        self.settings = settings or AutoSettings(**options)
 
-    def reference(self, task: str | None) -> ImportanceReference:
+    def compared_with(self, task: str | None) -> ReferenceSplit:
         """Class-coherent imp_D for full-class requests with ``reference=by-class``; the paper's otherwise.
 
         Only a full-class Df is one class of the model's labels, the composition the class-coherent
-        batches reproduce. A sub-class Df is part of one label class (measured, SSD: 0/5 sub-class
-        requests clean with it, 1/5 with the paper's imp_D, as alpha 10), and random forgetting keeps
-        the paper's setting altogether, so both use the paper's imp_D.
+        batches reproduce. A sub-class Df is part of one label class (where the class-coherent
+        reference did worse, docs/auto_ssd.md), and random forgetting keeps the paper's setting
+        altogether, so both use the paper's imp_D.
         """
-        return ImportanceReference(by_class=self.settings.reference == "by-class" and task in CLASS_REFERENCE_TASKS)
+        return ReferenceSplit(by_class=self.settings.reference == "by-class" and task in CLASS_REFERENCE_TASKS)
 
     def dampen(self, model, reference, forget, request) -> dict[str, Any]:
         s = self.settings
         if request.task in NOT_SEARCHED:
             if request.is_zero:  # once, not once per DDP process
                 log.warning("method.alpha=auto: %s.", NOT_SEARCHED[request.task])
-            changed = dampen(model, reference, forget, PAPER_ALPHA, PAPER_LAMBDA)
+            changed = apply_dampening(model, reference, forget, PAPER_ALPHA, PAPER_LAMBDA)
             return {"alpha": AUTO, "lambda": PAPER_LAMBDA, "searched": False, "reason": NOT_SEARCHED[request.task],
                     "chosen_alpha": PAPER_ALPHA, "chosen_lambda": PAPER_LAMBDA, "n_steps": 1, "n_trials": 0,
                     "parameters_changed": changed}
@@ -258,7 +274,7 @@ class SearchedAlpha(AlphaPolicy):
             retain_images=sample_images(request.retain_data, s.retain_samples, s.seed + 1),
             batch_size=request.batch_size,
         )
-        by_class = self.reference(request.task).by_class
+        by_class = self.compared_with(request.task).by_class
         with progress(total=s.max_trials, description="SSD alpha search", enabled=request.show_progress,
                       unit="trial") as bar:
             search = AutoSearch(s, importance_work=3.0 * (request.n_full + request.n_forget), progress=bar)
@@ -297,6 +313,10 @@ class PTNSettings:
     max_tries: int = 500
 
     def __post_init__(self) -> None:
+        for name in ("rho", "step", "start_divisor"):  # a command line gives 0, not 0.0
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         checks = [(0 <= self.rho < 1, f"rho must lie in [0, 1) (the share of Df's accuracy that may remain; "
                                       f"paper: 0 ... 0.75), got {self.rho!r}"),
                   (self.step > 1, f"step must be > 1 (s grows by this factor per try; paper 1.1), got {self.step!r}"),
@@ -308,27 +328,12 @@ class PTNSettings:
             raise ValueError("; ".join(problems))
 
 
-def share_percentile(share: float) -> float:
-    """ASSD/Potion's p = 100 - ln(1 + 100 s) for a share s (at s = |Df|/|D| this is ASSD's rule)."""
-    return 100.0 - math.log(1.0 + 100.0 * share)
-
-
-@torch.no_grad()
 def dataset_accuracy(model: nn.Module, dataset: Any, batch_size: int) -> float:
     """Accuracy (fraction) of ``model`` on ``dataset`` as loaded (labels as the model was trained on them)."""
     if dataset is None or len(dataset) == 0:
         return float("nan")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        for images, labels in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            predicted = model(images.to(device)).argmax(dim=1).cpu()
-            correct += int((predicted == torch.as_tensor(labels)).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(dataset)
+    logits, labels = predict(model, torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False))
+    return int((logits.argmax(dim=1) == labels).sum()) / len(dataset)
 
 
 class PTNSearch(AlphaPolicy):
@@ -345,12 +350,14 @@ class PTNSearch(AlphaPolicy):
 
     name = "ptn"
 
-    def __init__(self, settings: PTNSettings | None = None, lambda_: float = 1.0):
-        check_hyperparameters(1.0, lambda_)
-        self.settings, self.lambda_ = settings or PTNSettings(), float(lambda_)
+    def __init__(self, settings: PTNSettings | None = None, lambda_: float = 1.0, **options: Any):
+        """``options`` are :class:`PTNSettings`' fields (a config's ``method.policy``); or give ``settings``."""
+        if settings is not None and options:
+            raise ValueError("give PTNSearch either settings or its options, not both")
+        self.settings, self.lambda_ = settings or PTNSettings(**options), positive("lambda_", lambda_)
 
-    def reference(self, task: str | None) -> ImportanceReference:
-        return ImportanceReference(split="retain")
+    def compared_with(self, task: str | None) -> ReferenceSplit:
+        return ReferenceSplit(split="retain")
 
     def dampen(self, model, reference, forget, request) -> dict[str, Any]:
         s = self.settings
@@ -358,22 +365,17 @@ class PTNSearch(AlphaPolicy):
         batch = max(int(request.batch_size), 256)
         original_acc = float(request.agree(dataset_accuracy(model, request.forget_data, batch)))
         share = request.n_forget / (request.n_forget + request.n_retain) / s.start_divisor
-        saved = {name: p.detach().clone() for name, p in model.named_parameters()}
+        saved = snapshot(model)
         ratios = finite_ratios(reference, forget)
         tries, reached, alpha, acc, changed = 0, False, float("nan"), original_acc, 0
         with progress(total=s.max_tries, description="Potion PTN search", enabled=request.show_progress,
                       unit="try") as bar:
             for tries in range(1, s.max_tries + 1):
                 if tries > 1:  # the code restores a copy of the original model before every new try
-                    with torch.no_grad():
-                        for name, p in model.named_parameters():
-                            p.copy_(saved[name])
+                    restore(model, saved)
                     share *= s.step
-                p = share_percentile(share)
-                alpha = percentile(ratios, p) if ratios.numel() else float("nan")
-                if not alpha > 0:
-                    alpha = float(torch.finfo(torch.float32).tiny)
-                changed = dampen(model, reference, forget, alpha, self.lambda_)
+                alpha = ratio_percentile(ratios, share_percentile(share))
+                changed = apply_dampening(model, reference, forget, alpha, self.lambda_)
                 acc = float(request.agree(dataset_accuracy(model, request.forget_data, batch)))
                 bar.update(1)
                 if acc <= s.rho * original_acc:
@@ -398,3 +400,18 @@ def finite_ratios(reference: Importances, forget: Importances) -> torch.Tensor:
         ratio = forget[name].float() / imp_reference.float()
         parts.append(ratio[torch.isfinite(ratio)].flatten().cpu())
     return torch.cat(parts) if parts else torch.empty(0)
+
+
+def positive(label: str, value: Any) -> float:
+    """alpha or lambda as a positive, finite float, or the ValueError that explains both."""
+    hint = (" alpha is the selection weighting (paper: 10 for ResNet18, 5/25 for ViT), or auto to choose it per "
+            "request (docs/auto_ssd.md); lambda_ the dampening constant (paper: 1); both must be > 0.")
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"SSD {label} must be a positive number, got {value!r}.{hint}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"SSD {label} must be a positive, finite number, got {value!r}.{hint}")
+    return number

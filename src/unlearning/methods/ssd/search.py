@@ -35,17 +35,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from unlearning.evaluation.predictions import predict
-from unlearning.methods.ssd.core import dampen
+from unlearning.methods.ssd.core import apply_dampening, restore, snapshot
 
 AUTO = "auto"
-NORMALISE = ("none", "layer", "global")
 #: imp_D the search compares imp_Df with: over batches of one class each, or the paper's mixed batches.
 REFERENCES = ("by-class", "mixed")
 
@@ -55,27 +54,12 @@ def is_auto(alpha: Any) -> bool:
     return isinstance(alpha, str) and alpha.strip().lower() == AUTO
 
 
-def auto_settings(options: Mapping[str, Any] | None) -> AutoSettings:
-    """:class:`AutoSettings` from the config's ``method.auto`` block; mistakes are UserErrors."""
-    from unlearning.errors import UserError
-
-    options = dict(options or {})
-    valid = {f.name for f in fields(AutoSettings)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise UserError(f"method.auto has unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}.")
-    if "scopes" in options:
-        scopes = options["scopes"]
-        options["scopes"] = tuple(float(x) for x in (scopes if isinstance(scopes, list | tuple) else [scopes]))
-    try:
-        return AutoSettings(**options)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"method.auto: {error}. See docs/auto_ssd.md for what each setting does.") from None
-
-
 @dataclass(frozen=True)
 class AutoSettings:
-    """What the search aims for and how far it may go. Defaults are one configuration for all requests."""
+    """What the search aims for and how far it may go. Defaults are one configuration for all requests.
+
+    Out-of-range values raise ValueError naming the setting (a config's mistakes fail when the
+    policy is built, before any work)."""
 
     forget_target: float = 0.02        # Df predictions left as before (fraction) to count as forgotten
     retain_tolerance: float = 0.02     # retain-sample predictions allowed to change (fraction)
@@ -93,15 +77,13 @@ class AutoSettings:
     # (forward+backward over D and Df, counted as 3 forwards a sample): 2.0 keeps the whole
     # run within about 3x a fixed-alpha SSD run at any image size.
     max_cost: float = 2.0
-    # "layer": divide each tensor's imp_Df by the median of its imp_Df / imp_D ratios before
-    # selecting, so alpha measures specialisation relative to the layer ("global": one median
-    # for all tensors; "none": SSD's raw ratios).
-    normalise: str = "none"
     # imp_D for the search: "by-class" = over batches of one class each (SSD: label; LFSSD:
     # predicted class), "mixed" = the paper's imp_D (D in index order, shared with fixed-alpha runs).
     reference: str = "by-class"
 
     def __post_init__(self) -> None:
+        scopes = self.scopes if isinstance(self.scopes, list | tuple) else [self.scopes]
+        object.__setattr__(self, "scopes", tuple(float(scope) for scope in scopes))  # YAML gives a list
         checks = [
             ("forget_target", 0 <= self.forget_target < 1),
             ("retain_tolerance", 0 <= self.retain_tolerance < 1),
@@ -114,10 +96,9 @@ class AutoSettings:
             ("retain_samples", self.retain_samples >= 1),
             ("forget_samples", self.forget_samples >= 1),
             ("max_cost", self.max_cost > 0),
-            ("normalise", self.normalise in NORMALISE),
             ("reference", self.reference in REFERENCES),
         ]
-        choices = {"normalise": NORMALISE, "reference": REFERENCES}
+        choices = {"reference": REFERENCES}
         for name, ok in checks:
             if not ok:
                 valid = f" (valid: {', '.join(choices[name])})" if name in choices else ""
@@ -130,7 +111,7 @@ class Probe:
 
     forget_images: torch.Tensor
     retain_images: torch.Tensor
-    batch_size: int = 64   # measured: 402 images at 32 px take 2.3 s in batches of 64, 3.2 s in one of 512 (CPU)
+    batch_size: int = 64   # faster than one large batch on CPUs (docs/auto_ssd.md, "Cost")
     forget_reference: torch.Tensor = field(init=False)
     retain_reference: torch.Tensor = field(init=False)
 
@@ -153,31 +134,6 @@ class Probe:
             "forget_kept": float((forget == self.forget_reference).float().mean()),
             "retain_changed": float((retain != self.retain_reference).float().mean()),
         }
-
-
-def normalised(full: Mapping[str, torch.Tensor], forget: Mapping[str, torch.Tensor],
-               mode: str) -> dict[str, torch.Tensor]:
-    """imp_Df divided by the median ratio imp_Df / imp_D of its tensor ("layer") or of all ("global").
-
-    Some requests (LFSSD on most digits) have imp_Df about 10x imp_D almost everywhere: the
-    selection then jumps from a few hundred entries to half the network within a factor 2 of
-    alpha. Dividing out the typical ratio leaves only how much *more* an entry serves Df than
-    its neighbours.
-    """
-    if mode == "none":
-        return dict(forget)
-
-    def median_ratio(names: Sequence[str]) -> float:
-        ratios = [(forget[n] / full[n])[full[n] > 0].flatten().float().cpu() for n in names]
-        ratios = torch.cat(ratios) if ratios else torch.empty(0)
-        ratios = ratios[torch.isfinite(ratios)]
-        median = float(ratios.median()) if ratios.numel() else 0.0
-        return median if median > 0 else 1.0
-
-    if mode == "global":
-        scale = median_ratio([n for n in forget if n in full])
-        return {n: v / scale for n, v in forget.items()}
-    return {n: (v / median_ratio([n]) if n in full else v) for n, v in forget.items()}
 
 
 def scoped(importance: Mapping[str, torch.Tensor], names: Sequence[str], scope: float) -> dict[str, torch.Tensor]:
@@ -234,7 +190,7 @@ class AutoSearch:
     def run(
         self,
         model: nn.Module,
-        full: Mapping[str, torch.Tensor],
+        reference: Mapping[str, torch.Tensor],
         forget: Mapping[str, torch.Tensor],
         probe: Probe,
         agree: Callable[[Any], Any] = lambda choice: choice,
@@ -250,16 +206,15 @@ class AutoSearch:
         s = self.settings
         names = [name for name, _ in model.named_parameters()]
         probe.calibrate(model)
-        forget = normalised(full, forget, s.normalise)
         self._trial_cost = float(len(probe.forget_images) + len(probe.retain_images))
         self.spent += self._trial_cost
         steps: list[Trial] = []
         reached = False
         for step in range(s.max_steps):
-            base = {name: p.detach().clone() for name, p in model.named_parameters()}
+            base = snapshot(model)
             chosen = None
             for scope in s.scopes:
-                chosen = self._search_scope(model, base, scoped(full, names, scope), forget, probe, scope, step)
+                chosen = self._search_scope(model, base, scoped(reference, names, scope), forget, probe, scope, step)
                 if chosen is not None or not self._affordable():
                     break
             reached = chosen is not None
@@ -268,13 +223,13 @@ class AutoSearch:
             chosen = chosen or self._best_effort(step, steps[-1].forget_kept if steps else 1.0)
             chosen, go_on, reached = agree((chosen, not last_step and chosen is not None, reached))
             if chosen is None:  # no trial of this step made progress within the guard: keep the last step
-                _restore(model, base)
+                restore(model, base)
                 break
-            self._apply(model, base, full, forget, names, chosen)
+            self._apply(model, base, reference, forget, names, chosen)
             steps.append(chosen)
             if not go_on:
                 break
-            forget = normalised(full, refresh_forget(model), s.normalise)
+            forget = refresh_forget(model)
             self.spent += refresh_cost
         final = steps[-1] if steps else None
         return {
@@ -299,10 +254,10 @@ class AutoSearch:
         }
 
     # ------------------------------------------------------------------ internals
-    def _trial(self, model, base, full, forget, probe, scope: float, alpha: float, step: int) -> Trial:
-        _restore(model, base)
-        lambda_ = self.settings.lambda_ratio * alpha
-        changed = dampen(model, full, forget, alpha, lambda_)
+    def _trial(self, model, base, reference, forget, probe, scope: float, alpha: float, step: int) -> Trial:
+        restore(model, base)
+        lambda_ = self.settings.lambda_ratio * alpha  # both > 0 by the settings' checks
+        changed = apply_dampening(model, reference, forget, alpha, lambda_)
         trial = Trial(scope, alpha, lambda_, **probe.measure(model), parameters_changed=changed, step=step)
         self.spent += self._trial_cost
         self.trials.append(trial)
@@ -311,7 +266,7 @@ class AutoSearch:
             self.progress.set_postfix(alpha=f"{alpha:.3g}", kept=f"{trial.forget_kept:.2f}", refresh=False)
         return trial
 
-    def _search_scope(self, model, base, full, forget, probe, scope: float, step: int) -> Trial | None:
+    def _search_scope(self, model, base, reference, forget, probe, scope: float, step: int) -> Trial | None:
         """Largest alpha in ``scope`` whose trial is forgotten and safe; None when no trial is.
 
         One bisection on log alpha over a single monotone question, "did this trial do
@@ -326,7 +281,7 @@ class AutoSearch:
         lo, hi = s.alpha_min, s.alpha_max
         best: Trial | None = None
         while hi / lo > s.precision and self._affordable():
-            trial = self._trial(model, base, full, forget, probe, scope, math.sqrt(lo * hi), step)
+            trial = self._trial(model, base, reference, forget, probe, scope, math.sqrt(lo * hi), step)
             if trial.forgotten(s) and trial.safe(s):
                 best = trial if best is None or trial.alpha > best.alpha else best
             if trial.forgotten(s) or not trial.safe(s):
@@ -342,15 +297,9 @@ class AutoSearch:
         best = min(safe, key=lambda t: (t.forget_kept, -t.alpha), default=None)
         return best if best is not None and best.forget_kept < start_kept else None
 
-    def _apply(self, model, base, full, forget, names, trial: Trial) -> None:
-        _restore(model, base)
-        dampen(model, scoped(full, names, trial.scope), forget, trial.alpha, trial.lambda_)
-
-
-@torch.no_grad()
-def _restore(model: nn.Module, original: Mapping[str, torch.Tensor]) -> None:
-    for name, param in model.named_parameters():
-        param.copy_(original[name])
+    def _apply(self, model, base, reference, forget, names, trial: Trial) -> None:
+        restore(model, base)
+        apply_dampening(model, scoped(reference, names, trial.scope), forget, trial.alpha, trial.lambda_)
 
 
 def sample_images(dataset, count: int, seed: int) -> torch.Tensor:
