@@ -11,10 +11,9 @@ from unlearning.cli import preflight, run_job
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="unlearn")
 def main(cfg: DictConfig) -> float | None:
-    from unlearning.jobs.search import returning_optimized_metric
     from unlearning.jobs.unlearn import unlearn_job  # heavy imports after the preflight
 
-    return run_job(returning_optimized_metric(unlearn_job), cfg)
+    return run_job(unlearn_job, cfg)
 
 
 if __name__ == "__main__":

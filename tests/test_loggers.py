@@ -30,4 +30,4 @@ def test_prefixed_loggers_keep_a_method_apart(tmp_path):
     bad = compose_config("unlearn", ["+logger.bad._target_=collections.OrderedDict", "logger=csv",
                                      f"logger.csv.save_dir={tmp_path}"])
     with pytest.raises(UserError, match="logger.bad built a OrderedDict"):
-        build_loggers(bad)
+        build_loggers(bad.logger)

@@ -9,10 +9,10 @@ so a method's curves never overwrite the run's final metrics (logs/metrics.csv).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig
 
 from unlearning.errors import UserError
 
@@ -40,9 +40,8 @@ class Loggers(list):
             logger.finalize(status)
 
 
-def logger_configs(cfg: DictConfig) -> dict[str, DictConfig]:
-    """``name -> config`` of every logger selected (empty for ``logger=none``)."""
-    section = cfg.get("logger")
+def logger_configs(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``name -> config`` of every logger in a config's ``logger`` section (empty for ``logger=none``)."""
     if section is None:
         return {}
     if "_target_" in section:  # one logger written the old way, `_target_` at the top
@@ -50,13 +49,14 @@ def logger_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     return {str(name): spec for name, spec in section.items() if spec is not None and "_target_" in spec}
 
 
-def build_loggers(cfg: DictConfig, prefix: str = "") -> Loggers:
-    """Instantiate every selected logger; with ``prefix``, keys are prefixed and CSV gets its own folder."""
+def build_loggers(section: Mapping[str, Any] | None, prefix: str = "") -> Loggers:
+    """Instantiate every logger of ``section`` (a config's ``logger``); with ``prefix``, keys are
+    prefixed and CSV gets its own folder."""
     from hydra.utils import instantiate
 
     built = Loggers()
     built.prefix = prefix
-    for name, spec in logger_configs(cfg).items():
+    for name, spec in logger_configs(section).items():
         options: dict[str, Any] = {}
         if prefix:
             options["prefix"] = prefix

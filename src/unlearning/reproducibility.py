@@ -21,9 +21,8 @@ from unlearning.errors import UserError
 CUBLAS_WORKSPACE = ":4096:8"
 
 
-def seed_of(cfg: Any) -> int:
-    """``cfg.seed`` as an int, or a clear error."""
-    value = cfg.get("seed", 0)
+def seed_of(value: Any) -> int:
+    """The configured ``seed`` as an int, or a clear error."""
     if isinstance(value, bool):
         value = "true" if value else "false"
     try:
@@ -35,9 +34,8 @@ def seed_of(cfg: Any) -> int:
     return int(number)
 
 
-def deterministic_mode(cfg: Any) -> bool | str:
+def deterministic_mode(value: Any) -> bool | str:
     """``trainer.deterministic``: true, false or "warn" (report, rather than refuse, non-deterministic ops)."""
-    value = cfg.get("trainer", {}).get("deterministic", False)
     if value in (None, False, True, "warn"):
         return bool(value) if value != "warn" else "warn"
     raise UserError(f"trainer.deterministic must be true, false or warn, got {value!r}.")
@@ -59,9 +57,10 @@ def configure_determinism(mode: bool | str) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def start_job(cfg: Any) -> int:
-    """Seed every generator (and DataLoader workers) and apply ``trainer.deterministic``; returns the seed."""
-    seed = seed_of(cfg)
-    configure_determinism(deterministic_mode(cfg))
+def start_job(seed: Any, deterministic: Any = False) -> int:
+    """Seed every generator (and DataLoader workers) with ``seed`` and apply ``trainer.deterministic``;
+    returns the seed (both values as configured, checked here)."""
+    seed = seed_of(seed)
+    configure_determinism(deterministic_mode(deterministic))
     L.seed_everything(seed, workers=True, verbose=False)
     return seed

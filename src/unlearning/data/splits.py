@@ -109,8 +109,15 @@ class SubClassTask(ForgettingTask):
 
     name = "subclass"
 
-    def __init__(self, forget: str | int):
+    def __init__(self, forget: str | int, labels: str = "coarse"):
+        """``labels``: the label set of the model that forgets, which for a sub-class request is the
+        coarse one (the config says so, ``--cfg job`` shows it); any other value is refused."""
+        if labels != "coarse":
+            raise UserError(f"task=subclass forgets a fine class from the model of the COARSE labels (its siblings keep "
+                            f"the superclass's label); task.labels={labels!r} is not a sub-class request. For a "
+                            "model on fine labels, use task=fullclass.")
         self.forget = forget
+        self.labels = labels
 
     def label_kind(self, bundle: DatasetBundle, dataset_labels: str) -> str:
         if not bundle.has_coarse:

@@ -57,6 +57,7 @@ from unlearning.jobs.builders import (
     build_task,
     make_trainer,
     model_identity,
+    start_job_of,
     training_recipe,
 )
 from unlearning.jobs.launched import prepare_job
@@ -71,7 +72,6 @@ from unlearning.models.checkpoints import (
     save_checkpoint,
 )
 from unlearning.models.classifier import training_settings
-from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import one_of, whole_number
 
@@ -190,7 +190,7 @@ def audit_settings(cfg: DictConfig) -> tuple[int, int | None]:
 
 def ulira(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """The whole audit (or one shadow of it with ``audit.only_shadow``); writes ``ulira.json``."""
-    seed = start_job(cfg)
+    seed = start_job_of(cfg)
     shadows, only = audit_settings(cfg)
     build_method(cfg).check_task("random")
     data = build_datamodule(cfg, build_task(cfg))

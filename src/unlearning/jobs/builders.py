@@ -22,7 +22,7 @@ from unlearning.loggers import Loggers, build_loggers
 from unlearning.methods.base import UnlearningMethod
 from unlearning.models.classifier import training_settings
 from unlearning.models.registry import ModelIdentity, recipe_key, registry_path
-from unlearning.reproducibility import seed_of
+from unlearning.reproducibility import seed_of, start_job
 from unlearning.validate import positive_number
 
 #: Builder settings that say where the data lives, not what it is: left out of a model's identity.
@@ -61,7 +61,7 @@ def corruption_key_of(cfg: DictConfig) -> str | None:
 def model_identity(cfg: DictConfig, label_kind: str, input_size: int, seed: int | None = None) -> ModelIdentity:
     """The registry identity of the source model this config trains (or starts from) with ``seed`` (default: cfg's)."""
     return ModelIdentity(dataset=str(cfg.dataset.name), label_kind=label_kind, model=str(cfg.model.name),
-                         image_size=int(input_size), seed=seed_of(cfg) if seed is None else int(seed),
+                         image_size=int(input_size), seed=seed_of(cfg.get("seed", 0)) if seed is None else int(seed),
                          recipe_key=recipe_key(data_selection(cfg), training_recipe(cfg)),
                          corruption_key=corruption_key_of(cfg))
 
@@ -138,6 +138,11 @@ def with_chosen_policy(options: dict[str, Any], name: str | None) -> dict[str, A
     return options
 
 
+def start_job_of(cfg: DictConfig) -> int:
+    """:func:`~unlearning.reproducibility.start_job` with the config's ``seed`` and ``trainer.deterministic``."""
+    return start_job(cfg.get("seed", 0), (cfg.get("trainer") or {}).get("deterministic", False))
+
+
 def image_size(cfg: DictConfig) -> int | None:
     """The model's input size wins (224 for ViT); else the dataset's; None = native."""
     return cfg.model.get("image_size") or cfg.dataset.get("image_size") or None
@@ -146,7 +151,6 @@ def image_size(cfg: DictConfig) -> int | None:
 def build_task(cfg: DictConfig) -> ForgettingTask:
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
     task_cfg.pop("name", None)
-    task_cfg.pop("labels", None)  # conf/task_labels/: shown by --cfg job; the task object decides the label set
     if task_cfg.get("forget", "") is None:
         raise UserError(f"task={cfg.task.name} has no default target on dataset={cfg.dataset.name}; "
                         "set task.forget=NAME (a class name or index).")
@@ -208,7 +212,7 @@ def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> nn.Modul
 def build_logger(cfg: DictConfig, prefix: str = ""):
     """Every logger the config selects (``logger=many``: CSV and W&B) as one :class:`~unlearning.loggers.Loggers`
     list, or False for ``logger=none``; ``prefix`` keeps a method's curves apart (unlearning.loggers)."""
-    return build_loggers(cfg, prefix) or False
+    return build_loggers(cfg.get("logger"), prefix) or False
 
 
 def curve_logger(cfg: DictConfig, logger: Any, overrides: dict[str, Any]) -> Any:

@@ -45,10 +45,9 @@ from unlearning.evaluation.predictions import predict
 from unlearning.fingerprint import dataset_digest, split_digest, weights_digest
 from unlearning.io import atomic_write_json
 from unlearning.jobs.audit import method_context
-from unlearning.jobs.builders import build_cache, build_datamodule, build_task
+from unlearning.jobs.builders import build_cache, build_datamodule, build_task, start_job_of
 from unlearning.jobs.reference import find_or_train_reference
 from unlearning.jobs.unlearn import build_method, fresh_model_factory, load_source
-from unlearning.reproducibility import start_job
 from unlearning.validate import positive_number, whole_number
 
 RESULTS_FILE = "challenge.json"
@@ -127,7 +126,7 @@ def model_pair(cfg: DictConfig, index: int, seed: int, task_seed: int | None, fo
 
 def challenge(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """The whole score (or one model of it with ``audit.challenge.only_model``); writes ``challenge.json``."""
-    seed = start_job(cfg)
+    seed = start_job_of(cfg)
     models, delta, width, only = challenge_settings(cfg)
     build_method(cfg).check_task(str(cfg.task.name))
     task_seed = int(cfg.task.seed) if "seed" in cfg.task and cfg.task.seed is not None else None

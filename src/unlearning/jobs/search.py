@@ -17,16 +17,12 @@ explores new points and stays reproducible.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from unlearning.errors import UserError
-from unlearning.record import RESULTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -75,32 +71,11 @@ def metric_of(record: dict[str, Any], name: str) -> float:
     return float(node)
 
 
-def optimized_value(cfg: DictConfig, run_dir: Path) -> float | None:
-    """The run's ``optimized_metric`` from its results.json (None: no metric chosen, or no record written).
-
-    No record is what a non-zero rank of a DDP job and a run that stopped early leave; the sweeper
-    then sees None, as it did before this setting existed. NaN is passed on: Optuna marks that trial failed.
-    """
-    name = check_optimized_metric(cfg)
-    path = Path(run_dir) / RESULTS_FILE
-    if name is None or not path.is_file():
-        return None
-    return metric_of(json.loads(path.read_text()), name)
-
-
-def returning_optimized_metric(job: Callable[[DictConfig], Any]) -> Callable[[DictConfig], float | None]:
-    """``job`` (unlearn.py's task function), checked up front and returning ``optimized_metric`` of its record."""
-
-    def run(cfg: DictConfig) -> float | None:
-        from hydra.core.hydra_config import HydraConfig
-
-        check_optimized_metric(cfg)
-        returned = job(cfg)
-        if cfg.get("optimized_metric") is None:
-            return returned
-        return optimized_value(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-    return run
+def optimized_value(record: dict[str, Any], name: str | None) -> float:
+    """What a sweeper minimises from a run's record (as results.json holds it): ``optimized_metric``
+    (checked by :func:`check_optimized_metric`), else the objective. NaN is passed on: Optuna marks
+    that trial failed."""
+    return float(record["objective"]) if name is None else metric_of(record, name)
 
 
 def trials_in_study(storage: str | None, study_name: str | None) -> int:

@@ -24,6 +24,7 @@ from unlearning.jobs.builders import (
     corruption_key_of,
     make_trainer,
     model_identity,
+    start_job_of,
 )
 from unlearning.jobs.launched import prepare_job
 from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, save_checkpoint
@@ -34,7 +35,6 @@ from unlearning.models.classifier import (
     training_settings,
 )
 from unlearning.models.registry import model_metadata, registry_path
-from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import one_of, positive_number, whole_number
 
@@ -63,7 +63,7 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
     Returns the published checkpoint folder (``paths.checkpoint_dir/<name>``); an existing
     one is only replaced with ``overwrite=true``. The run's own copy stays in its folder.
     """
-    start_job(cfg)
+    start_job_of(cfg)
     # task=poison|mislabel: the model is trained on that corrupted D (and published under its key)
     corrupt_with = build_task(cfg) if corruption_key_of(cfg) else None
     data = build_datamodule(cfg, task=None, labels=labels or cfg.get("labels") or None, corrupt_with=corrupt_with)

@@ -1,15 +1,20 @@
 """Make a trained model forget: find or train it, run the method, evaluate, record.
 
-A run is five named stages, each a function of this module:
+:func:`unlearn` is the run, five named stages that each take the run's inputs and return a
+small typed result (read it top to bottom):
 
-1. :func:`prepare_inputs`: seed, check the settings, build the method and the data, find
-   (or train) the source model, load and check it; everything the method needs, in
-   :class:`RunInputs`, before any of the method's work is done.
-2. :func:`run_method`: the method alone, timed (every rank of a DDP run takes part).
-3. :func:`evaluate_run`: the original, unlearned and (when asked for) retrained models'
-   metrics, timed apart (rank 0 only, as every later stage).
-4. :func:`make_record`: the typed :class:`~unlearning.record.RunRecord` of the run.
+1. :func:`prepare_inputs` -> :class:`RunInputs`: seed, check every setting once, build the
+   method and the data, find (or train) the source model, load and check it; before any of
+   the method's work is done.
+2. :func:`run_method` -> :class:`MethodOutcome`: the method alone, timed (every rank of a DDP
+   run takes part).
+3. :func:`evaluate_run` -> :class:`Evaluation`: the original, unlearned and (when asked for)
+   retrained models' metrics, timed apart (rank 0 only, as every later stage).
+4. :func:`make_record` -> :class:`~unlearning.record.RunRecord`: the typed record of the run.
 5. :func:`publish`: save the unlearned model, write ``results.json``, tell the logger.
+
+:func:`unlearn_job` is unlearn.py's task function around it: Hydra's run folder, ``resume``,
+and the number a sweeper minimises, taken from the record it returns.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,7 +34,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from unlearning.cache import TensorCache
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.distributed import is_rank_zero, wait_for_rank_zero
 from unlearning.errors import UserError
@@ -52,10 +56,12 @@ from unlearning.jobs.builders import (
     build_task,
     make_trainer,
     published_model_path,
+    start_job_of,
 )
 from unlearning.jobs.launched import prepare_job
 from unlearning.jobs.reference import check_given_reference, find_or_train_reference, reference_kind
 from unlearning.jobs.report_table import print_before_after
+from unlearning.jobs.search import check_optimized_metric, optimized_value
 from unlearning.jobs.train import train
 from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.models.checkpoints import (
@@ -67,7 +73,6 @@ from unlearning.models.checkpoints import (
 )
 from unlearning.models.classifier import training_settings
 from unlearning.record import COMPLETE, RESULTS_FILE, RunRecord, record_complete
-from unlearning.reproducibility import start_job
 from unlearning.runs import claim_run_folder
 from unlearning.validate import boolean
 
@@ -141,21 +146,6 @@ def experiment_name() -> str | None:
     return None if choice in (None, "null") else str(choice)
 
 
-def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """The whole unlearning run; returns its record as results.json holds it (None on non-zero ranks).
-
-    Writes only into ``run_dir``, which it holds for itself (see :mod:`unlearning.runs`):
-    a folder used by another live run, or holding a finished one, is refused.
-    """
-    run_dir = Path(run_dir)
-    if not is_rank_zero():  # the other ranks of a multi-process run share rank 0's folder
-        record = _unlearn(cfg, run_dir)
-    else:
-        with claim_run_folder(run_dir, finished=record_complete(run_dir / RESULTS_FILE), what="unlearning run"):
-            record = _unlearn(cfg, run_dir)
-    return None if record is None else record.to_json()
-
-
 def check_source_outside(source: Path, run_dir: Path) -> None:
     """The run replaces ``run_dir/unlearned``: a source checkpoint in there would be overwritten."""
     target = (run_dir / "unlearned").resolve()
@@ -171,10 +161,53 @@ def evaluation_settings(cfg: DictConfig, seed: int) -> EvaluationSettings:
     return EvaluationSettings(seed=seed, show_progress=bool(cfg.trainer.get("enable_progress_bar", True)), **values)
 
 
+# ------------------------------------------------------------------ the run
+def unlearn(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The whole unlearning run; returns its record as results.json holds it (None on non-zero ranks).
+
+    Writes only into ``run_dir``, which it holds for itself (see :mod:`unlearning.runs`):
+    a folder used by another live run, or holding a finished one, is refused.
+    """
+    run_dir = Path(run_dir)
+    rank_zero = is_rank_zero()  # the other ranks of a multi-process run share rank 0's folder
+    with (claim_run_folder(run_dir, finished=record_complete(run_dir / RESULTS_FILE), what="unlearning run")
+          if rank_zero else nullcontext()):
+        inputs = prepare_inputs(cfg, run_dir)
+        outcome = run_method(inputs)
+        if not rank_zero:
+            return None
+        evaluation = evaluate_run(inputs)
+        show_evaluation(inputs, outcome, evaluation)
+        record = make_record(inputs, outcome, evaluation)
+        publish(inputs, record)
+    return record.to_json()
+
+
+def unlearn_job(cfg: DictConfig) -> float | None:
+    """unlearn.py's task function: the run in Hydra's output folder (or its finished record with
+    ``resume=true``); returns ``optimized_metric`` of the record (default: its objective) for sweepers."""
+    from hydra.core.hydra_config import HydraConfig
+
+    metric = check_optimized_metric(cfg)  # a wrong name fails before any work
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    prepare_job(cfg)
+    if cfg.get("resume") and record_complete(run_dir / RESULTS_FILE):
+        print(f"resume: {run_dir / RESULTS_FILE} is complete, skipping this run")
+        record = RunRecord.load(run_dir / RESULTS_FILE).to_json()
+    else:
+        record = unlearn(cfg, run_dir)
+    return None if record is None else optimized_value(record, metric)
+
+
 # ------------------------------------------------------------------ stage 1: inputs
-@dataclass
+@dataclass(frozen=True)
 class RunInputs:
-    """Everything a run's method and evaluation work on, built and checked before the method runs."""
+    """Everything a run's method and evaluation work on, built and checked before the method runs.
+
+    The method's context (:class:`~unlearning.methods.base.MethodContext`) holds the frozen
+    original, the fresh-model factory and the cache; the evaluation settings and the kind of
+    reference are checked once here and kept.
+    """
 
     cfg: DictConfig
     run_dir: Path
@@ -185,14 +218,12 @@ class RunInputs:
     source: Path
     metadata: dict[str, Any]
     model: nn.Module
-    #: A frozen copy of ``model`` before unlearning.
-    original: nn.Module
-    #: ``fresh(offset)``: a randomly initialised model of the architecture (seeded from ``seed + offset``).
-    fresh: Callable[..., nn.Module]
-    cache: TensorCache | None
+    context: MethodContext
+    evaluation: EvaluationSettings
+    #: ``evaluation.reference``: "none" or "retrain".
+    reference_kind: str
     #: The cache's counters before the run, so that the record holds this run's own.
     cache_before: dict[str, Any]
-    context: MethodContext
 
 
 def load_source(cfg: DictConfig, data, seed: int, run_dir: Path) -> tuple[Path, dict[str, Any], nn.Module]:
@@ -212,9 +243,9 @@ def load_source(cfg: DictConfig, data, seed: int, run_dir: Path) -> tuple[Path, 
 
 def prepare_inputs(cfg: DictConfig, run_dir: Path) -> RunInputs:
     """Stage 1: every setting checked and every input built; wrong settings fail here, before any long work."""
-    seed = start_job(cfg)
-    reference_kind(cfg)  # bad evaluation settings fail before any work is done
-    evaluation_settings(cfg, seed)
+    seed = start_job_of(cfg)
+    kind = reference_kind(cfg)
+    settings = evaluation_settings(cfg, seed)
     method = build_method(cfg)
     task = build_task(cfg)
     method.check_task(cfg.task.name)
@@ -222,82 +253,107 @@ def prepare_inputs(cfg: DictConfig, run_dir: Path) -> RunInputs:
     data.setup()
     source, metadata, model = load_source(cfg, data, seed, run_dir)
     check_given_reference(cfg, data, seed)  # a wrong reference by path is refused before the method runs
-    original = copy.deepcopy(model).eval().requires_grad_(False)
-    fresh = fresh_model_factory(cfg, data, seed)
     cache = build_cache(cfg)
     context = MethodContext(
         make_trainer=partial(make_trainer, cfg, False, default_root_dir=str(run_dir)),
-        fresh_model=fresh,
-        original=original,
+        fresh_model=fresh_model_factory(cfg, data, seed),
+        original=copy.deepcopy(model).eval().requires_grad_(False),
         task=str(cfg.task.name),
         seed=seed,
         training=training_settings(cfg.dataset.training, cfg.model.get("training")),
         cache=cache,
     )
     return RunInputs(cfg=cfg, run_dir=run_dir, seed=seed, method=method, data=data, source=source,
-                     metadata=metadata, model=model, original=original, fresh=fresh, cache=cache,
-                     cache_before=cache.stats.as_dict() if cache is not None else {}, context=context)
+                     metadata=metadata, model=model, context=context, evaluation=settings, reference_kind=kind,
+                     cache_before=cache.stats.as_dict() if cache is not None else {})
 
 
 # ------------------------------------------------------------------ stage 2: the method
-def run_method(inputs: RunInputs) -> tuple[dict[str, Any], float]:
-    """Stage 2: the method on the model, in place; returns ``(what it reports, its wall time in seconds)``."""
+@dataclass(frozen=True)
+class MethodOutcome:
+    """What the method reported (``method_info`` in results.json) and its wall time."""
+
+    info: dict[str, Any]
+    seconds: float
+
+
+def run_method(inputs: RunInputs) -> MethodOutcome:
+    """Stage 2: the method on the model, in place."""
     data = inputs.data
     L.seed_everything(inputs.seed, workers=True, verbose=False)
     print(f"Unlearning {data.split.description} of {inputs.cfg.dataset.name} with method={inputs.cfg.method.name} "
           f"({len(data.indices('forget'))} forget / {len(data.indices('retain'))} retain samples)")
     start = time.perf_counter()
     info = inputs.method.unlearn(inputs.model, data, inputs.context)
-    return info, time.perf_counter() - start
+    return MethodOutcome(info, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------ stage 3: evaluation
-def evaluate_run(cfg: DictConfig, data, model: nn.Module, original: nn.Module, fresh, cache, seed: int,
-                 run_dir: Path) -> tuple[dict[str, Any], float, dict[str, Any] | None]:
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics per stage (original, unlearned, retrained, relative), their time, and the reference used."""
+
+    metrics: dict[str, Any]
+    seconds: float
+    #: ``{"kind": "retrain", "checkpoint": ...}`` when the run compared with a retrained model.
+    reference: dict[str, Any] | None
+
+
+def evaluate_run(inputs: RunInputs) -> Evaluation:
     """Stage 3: metrics of the original and unlearned models (and of the retrained reference, when asked for).
 
-    Returns ``(metrics, evaluation seconds, reference record)``; training a missing reference
-    does not count as evaluation time.
+    Training a missing reference does not count as evaluation time.
     """
+    cfg, data, settings, context = inputs.cfg, inputs.data, inputs.evaluation, inputs.context
+    cache, fresh = context.cache, context.fresh_model
     device = evaluation_device(cfg)
-    settings = evaluation_settings(cfg, seed)
     reference, reference_record = None, None
-    if reference_kind(cfg) == "retrain":
-        reference, path = find_or_train_reference(cfg, data, seed, fresh, run_dir)
+    if inputs.reference_kind == "retrain":
+        reference, path = find_or_train_reference(cfg, data, inputs.seed, fresh, inputs.run_dir)
         reference_record = {"kind": "retrain", "checkpoint": str(path.resolve())}
     start = time.perf_counter()
     # The teacher, the original and the reference recur in every run of a sweep: their outputs are cached.
     random_logits = teacher_logits(fresh(10_000).to(device), data, cache, show_progress=settings.show_progress)
-
-    original_outputs, original_metrics = evaluate_recurring(original.to(device), data, random_logits, settings, cache)
-    unlearned_outputs = model_outputs(model.to(device), data, features=settings.probe,
-                                     show_progress=settings.show_progress)
+    original = context.original.to(device)
+    original_outputs, original_metrics = evaluate_recurring(original, data, random_logits, settings, cache)
+    unlearned_outputs = model_outputs(inputs.model.to(device), data, features=settings.probe,
+                                      show_progress=settings.show_progress)
     metrics = {"original": original_metrics,
                "unlearned": metrics_of(unlearned_outputs, data, random_logits, settings)}
+    # poison / mislabel: healing and memorised errors, for every model (the triggered pass is cached
+    # for the models that recur in every run of a sweep)
+    evaluated = [("original", original, original_outputs, cache), ("unlearned", inputs.model, unlearned_outputs, None)]
     if reference is not None:
         reference_outputs, metrics["retrained"] = evaluate_recurring(reference.to(device), data, random_logits,
                                                                      settings, cache)
-    # poison / mislabel: healing and memorised errors, for every model (the triggered pass is cached
-    # for the models that recur in every run of a sweep)
-    for stage, stage_model, outputs, stage_cache in (("original", original, original_outputs, cache),
-                                                     ("unlearned", model, unlearned_outputs, None),
-                                                     ("retrained", reference, None, cache)):
-        if stage in metrics and data.corruption is not None:
-            outputs = outputs if outputs is not None else reference_outputs
-            triggered = triggered_test_logits(stage_model, data, stage_cache, settings.show_progress)
-            metrics[stage].update(corruption_metrics(outputs.train_logits, triggered, data))
+        evaluated.append(("retrained", reference, reference_outputs, cache))
+    if data.corruption is not None:
+        for stage, model, outputs, stage_cache in evaluated:
+            metrics[stage].update(corruption_figures(model, outputs, data, stage_cache, settings.show_progress))
     if reference is not None:
         metrics["relative"] = compare_with_reference(
             (unlearned_outputs, metrics["unlearned"]), (original_outputs, metrics["original"]),
             (reference_outputs, metrics["retrained"]), data)
-    return metrics, time.perf_counter() - start, reference_record
+    return Evaluation(metrics, time.perf_counter() - start, reference_record)
+
+
+def corruption_figures(model: nn.Module, outputs, data, cache, show_progress: bool) -> dict[str, float]:
+    """Poison / mislabel figures of one model: from its training logits and a pass over triggered test images."""
+    triggered = triggered_test_logits(model, data, cache, show_progress)
+    return corruption_metrics(outputs.train_logits, triggered, data)
+
+
+def show_evaluation(inputs: RunInputs, outcome: MethodOutcome, evaluation: Evaluation) -> None:
+    """The before/after table (and the reference's column) on the terminal."""
+    metrics = evaluation.metrics
+    print_before_after(metrics["original"], metrics["unlearned"], (*METRIC_NAMES, *corruption_names(inputs.data)),
+                       outcome.seconds, evaluation.seconds, metrics.get("retrained"), metrics.get("relative"))
 
 
 # ------------------------------------------------------------------ stage 4: the record
-def make_record(inputs: RunInputs, info: dict[str, Any], method_time: float, metrics: dict[str, Any],
-                evaluation_time: float, reference: dict[str, Any] | None) -> RunRecord:
+def make_record(inputs: RunInputs, outcome: MethodOutcome, evaluation: Evaluation) -> RunRecord:
     """Stage 4: the run's :class:`RunRecord`, from its inputs, the method's report and the evaluation."""
-    cfg, data, cache = inputs.cfg, inputs.data, inputs.cache
+    cfg, data, cache, metrics = inputs.cfg, inputs.data, inputs.context.cache, evaluation.metrics
     return RunRecord(
         status=COMPLETE,
         job="unlearn",
@@ -314,11 +370,11 @@ def make_record(inputs: RunInputs, info: dict[str, Any], method_time: float, met
         n_forget=int(len(data.indices("forget"))),
         n_retain=int(len(data.indices("retain"))),
         metrics=metrics,
-        reference=reference,
+        reference=evaluation.reference,
         objective=objective(metrics["original"], metrics["unlearned"]),
-        method_time_s=method_time,
-        evaluation_time_s=evaluation_time,
-        method_info=info,
+        method_time_s=outcome.seconds,
+        evaluation_time_s=evaluation.seconds,
+        method_info=outcome.info,
         cache=None if cache is None else {
             "directory": str(cache.directory),
             **{k: v - inputs.cache_before.get(k, 0) for k, v in cache.stats.as_dict().items()},
@@ -338,19 +394,16 @@ def config_record(cfg: DictConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ stage 5: publish
-def save_unlearned(inputs: RunInputs) -> None:
-    """The unlearned model in ``run_dir/unlearned``, with its source's metadata and where it came from."""
+def publish(inputs: RunInputs, record: RunRecord) -> None:
+    """Stage 5: save the unlearned model, write ``results.json`` (last, atomically: it marks the run
+    finished) and tell the logger."""
     save_checkpoint(inputs.run_dir / "unlearned", inputs.model.cpu(), {
         **inputs.metadata, "unlearned_with": inputs.cfg.method.name, "unlearned_from": str(inputs.source),
         "forget": inputs.data.split.description,
     })
-
-
-def publish(record: RunRecord, cfg: DictConfig, run_dir: Path) -> None:
-    """Stage 5: write ``results.json`` (last, atomically: it marks the run finished) and tell the logger."""
-    record.write(run_dir / RESULTS_FILE)
-    send_to_logger(cfg, record)
-    print(f"results: {run_dir / RESULTS_FILE}")
+    record.write(inputs.run_dir / RESULTS_FILE)
+    send_to_logger(inputs.cfg, record)
+    print(f"results: {inputs.run_dir / RESULTS_FILE}")
 
 
 def send_to_logger(cfg: DictConfig, record: RunRecord) -> None:
@@ -368,33 +421,3 @@ def send_to_logger(cfg: DictConfig, record: RunRecord) -> None:
                                if isinstance(v, int | float | str)}})
     logger.log_metrics(metrics)
     logger.finalize("success")
-
-
-def _unlearn(cfg: DictConfig, run_dir: Path) -> RunRecord | None:
-    inputs = prepare_inputs(cfg, run_dir)
-    info, method_time = run_method(inputs)
-    if not is_rank_zero():
-        return None
-    metrics, evaluation_time, reference = evaluate_run(cfg, inputs.data, inputs.model, inputs.original,
-                                                       inputs.fresh, inputs.cache, inputs.seed, run_dir)
-    print_before_after(metrics["original"], metrics["unlearned"], (*METRIC_NAMES, *corruption_names(inputs.data)),
-                       method_time, evaluation_time,
-                       metrics.get("retrained"), metrics.get("relative"))
-    save_unlearned(inputs)
-    record = make_record(inputs, info, method_time, metrics, evaluation_time, reference)
-    publish(record, cfg, run_dir)
-    return record
-
-
-def unlearn_job(cfg: DictConfig) -> float | None:
-    """unlearn.py's task function; returns the objective for hyperparameter sweepers."""
-    from hydra.core.hydra_config import HydraConfig
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    prepare_job(cfg)
-    if cfg.get("resume") and record_complete(run_dir / RESULTS_FILE):
-        previous = RunRecord.load(run_dir / RESULTS_FILE)
-        print(f"resume: {run_dir / RESULTS_FILE} is complete, skipping this run")
-        return previous.objective
-    results = unlearn(cfg, run_dir)
-    return None if results is None else results["objective"]

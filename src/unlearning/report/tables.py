@@ -18,9 +18,9 @@ import pandas as pd
 
 from unlearning.evaluation.verdict import REFERENCE_VERDICTS, SUCCESS, VERDICTS, verdict
 
-#: The paper's order of methods; others follow in the order they were run.
-METHOD_ORDER = ("original", "baseline", "retrained", "retrain", "finetune", "badteacher", "amnesiac", "unsir", "scrub",
-                "salun", "ga", "neggrad_plus", "l1sparse", "fisher", "jit", "ssd", "lfssd", "assd")
+#: Rows that are not unlearning methods but what they are compared with: first, in this order; the
+#: methods follow in the order they were run (the order the sweep's command names them).
+REFERENCE_ROWS = ("original", "baseline", "retrained", "retrain")
 #: (column in the runs frame, header, scale, decimals)
 COLUMNS = (
     ("retain_test_acc", "Dr-test %", 1.0, 2),
@@ -97,10 +97,10 @@ def reference_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def ordered(runs: pd.DataFrame) -> pd.DataFrame:
-    """Rows in the paper's order: forget targets as swept, then methods, then settings as run."""
-    first_seen = {key: runs.groupby(key, sort=False)["order"].min() for key in ("forget", "setting")}
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    method_rank = runs["method"].map(lambda m: rank.get(m, len(rank)))
+    """Rows: forget targets as swept, then the reference rows, then methods and settings as run."""
+    first_seen = {key: runs.groupby(key, sort=False)["order"].min() for key in ("forget", "method", "setting")}
+    rank = {m: i for i, m in enumerate(REFERENCE_ROWS)}
+    method_rank = runs["method"].map(lambda m: rank.get(m, len(rank) + int(first_seen["method"][m])))
     return runs.assign(
         _forget=runs["forget"].map(first_seen["forget"]), _method=method_rank,
         _setting=runs["setting"].map(first_seen["setting"]),
