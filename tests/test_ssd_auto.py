@@ -13,7 +13,7 @@ from tests.conftest import QUIET, compose_config, published_path
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.errors import UserError
 from unlearning.evaluation.predictions import predict
-from unlearning.evaluation.verdict import verdict
+from unlearning.evaluation.verdict import FORGET_MAX, verdict
 from unlearning.jobs.builders import build_datamodule, build_model, build_task, make_trainer
 from unlearning.jobs.unlearn import build_method
 from unlearning.methods.base import MethodContext
@@ -104,7 +104,8 @@ def test_auto_forgets_the_digit_without_collapse(auto_run):
     auto = _accuracies(auto_run["model"], data)
     outcome = verdict({"retain_test_acc": before["retain_test"]},
                       {"retain_test_acc": auto["retain_test"], "forget_test_acc": auto["forget_test"]})
-    assert outcome in ("clean", "damaged"), (outcome, before, auto)
+    # "damaged" also names a run that kept the digit, so forgetting is checked on its own
+    assert auto["forget_test"] <= FORGET_MAX and outcome in ("clean", "damaged"), (outcome, before, auto)
 
 
 @pytest.mark.slow
