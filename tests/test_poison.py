@@ -278,6 +278,22 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
         assert refused.returncode != 0 and "corruption_key" in refused.stderr, refused.stderr[-2000:]
 
 
+def test_the_default_poison_is_the_one_that_backdoors_digits():
+    """`task=poison` on digits poisons 5 % with a 2 px trigger (the paper's 1 % / 1 px implants nothing there);
+    other datasets keep the paper's 1 % and its 3 px trigger scaled to the image (null)."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    for job in ("train", "unlearn"):
+        digits = OmegaConf.to_container(compose_config(job, ["task=poison"]).task.poison, resolve=True)
+        cifar = OmegaConf.to_container(compose_config(job, ["task=poison", "dataset=cifar10"]).task.poison, resolve=True)
+        assert (digits["share"], digits["trigger_size"]) == (0.05, 2)
+        assert (cifar["share"], cifar["trigger_size"]) == (0.01, None)
+    given = compose_config("unlearn", ["task=poison", "task.poison.share=0.02", "task.poison.trigger_size=1"])
+    assert (given.task.poison.share, given.task.poison.trigger_size) == (0.02, 1)
+
+
 def test_train_py_with_a_poison_task_names_the_poisoned_model():
     from tests.conftest import compose_config
     from unlearning.jobs.builders import published_model_path as registry_path
