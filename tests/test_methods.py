@@ -51,9 +51,8 @@ SHORT = {
     # to 72.8 %, 2e-3 forgot it (Df-test 0 %) and kept Dr-test at 97.5 % (seed 0, measured)
     "scrub": ["method.epochs=2", "method.lr=0.002"],
     "salun": ["method.epochs=3", "method.lr=0.05"],
-    # eval mode, as these figures were measured (the default is the reference's training mode), and lr 1e-4: the VGG
-    # value 3e-4 collapses the 8-epoch digits model (Dr-test 21 %; 3e-5 forgets nothing; measured seed 0, digit 3)
-    "jit": ["method.train_mode=false", "method.lr=1e-4"],
+    # JiT runs at its defaults (training mode, the VGG lr 3e-4): test_jit_eval_mode_keeps_what_training_mode_loses
+    # runs its other mode
     "assd": [],
     "baseline": [],
     # The reference's 5 epochs at lr 1e-4 take digit 3 only to Df-test 89.2 % (Dr-test 94.1 %); 10 epochs at 1e-3
@@ -268,17 +267,30 @@ def test_baseline_changes_nothing(trained_root, digits_checkpoint, tmp_path):
     assert not weights_changed(tmp_path, digits_checkpoint)
 
 
+# Thresholds from digit 3 on the digits models of training seeds 0, 1, 2 (Df-test has 37 images, 2.7 points
+# each); the tests run seed 0. Measured with these settings (Df-test, Dr-test after; before: 97.3 % and
+# 98.45 / 97.83 / 99.07 %):
+#   badteacher (3 epochs): 64.9 / 62.2 / 64.9 and 97.5 / 97.8 / 97.8
+#   assd: 97.3 / 94.6 / 64.9 and 98.5 / 96.9 / 99.4 -- Df-train 97.7 / 97.7 / 98.5 -> 91.6 / 90.1 / 62.6
+#   jit (its defaults: training mode, lr 3e-4): 5.4 / 10.8 / 2.7 and 27.6 / 57.6 / 19.2 -- it forgets, and the
+#     batch-norm statistics drift towards its noisy one-class batches (docs/methods.md) takes Dr-test with it
 @pytest.mark.parametrize("method,min_drop,min_retain", [
-    ("badteacher", 2.0, 90.0),
+    ("badteacher", 25.0, 95.0),
     # slow (about 40 s): UNSIR's noise and phases; its refusals and config are in the default suite
     pytest.param("unsir", 10.0, 85.0, marks=pytest.mark.slow),  # at impair lr 1e-3 (SHORT); measured Df-test 100 -> 16, Dr-test 95
-    ("assd", 0.0, 80.0),    # ASSD's percentile alpha does not forget digit 3 here: checked against SSD below
-    ("jit", 25.0, 80.0),    # JiT at lr 1e-4 (SHORT); measured Df-test 97 -> 0, Dr-test 90.4
+    # ASSD's percentile alpha forgets digit 3's test images on one seed of three: its Df-train drop is checked below
+    ("assd", 0.0, 95.0),
+    ("jit", 75.0, 10.0),
 ])
 def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path, method, min_drop, min_retain):
     before = digest(digits_checkpoint)
     results = run_method(trained_root, tmp_path, method)
     check_forgets(results, min_drop, min_retain)
+    original, unlearned = results["metrics"]["original"], results["metrics"]["unlearned"]
+    if method == "assd":  # it dampens what Df alone needs: Df-train falls on every seed (by 6.1 to 35.9 points)
+        assert unlearned["forget_train_acc"] <= original["forget_train_acc"] - 4.0, unlearned["forget_train_acc"]
+    if method == "jit":
+        assert results["config"]["method"]["train_mode"] is True, "the default mode is the one tested here"
     assert weights_changed(tmp_path, digits_checkpoint)
     assert digest(digits_checkpoint) == before, "the source checkpoint must never change"
     info = results["method_info"]
