@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from tests.conftest import QUIET, compose_config, published_path, run_cli
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
+from unlearning.evaluation.verdict import FORGET_MAX, verdict
 from unlearning.jobs.builders import build_datamodule, build_model
 from unlearning.jobs.unlearn import unlearn
 from unlearning.models.checkpoints import load_checkpoint, load_into
@@ -75,7 +76,13 @@ def test_unlearn_cli_end_to_end(trained_root, digits_checkpoint, tmp_path):
     assert set(results["metrics"]["original"]) == METRIC_KEYS == set(results["metrics"]["unlearned"])
     original, unlearned = results["metrics"]["original"], results["metrics"]["unlearned"]
     assert original["forget_test_acc"] > 90
-    assert unlearned["forget_test_acc"] < original["forget_test_acc"], "SSD must reduce Df-test accuracy"
+    # README's first command: SSD at the paper's alpha 10 forgets digit 3 and, on the 8 px digits model,
+    # takes the other digits with it (README, "Results on digits": alpha 10 collapses 13 of 30
+    # requests). Measured over training seeds 0-2 (digit 3): Df-test 97.3 -> 0.0 % on each, Dr-test
+    # 98.45 / 97.83 / 99.07 -> 11.15 / 10.84 / 10.84 %. Both halves are asserted: a drop that is not
+    # forgetting, or alpha 10 no longer collapsing this model (README then says the wrong thing), fails.
+    assert unlearned["forget_test_acc"] <= FORGET_MAX, "SSD at alpha 10 must forget digit 3"
+    assert verdict(original, unlearned) == "collapsed", (original["retain_test_acc"], unlearned["retain_test_acc"])
     assert results["method_info"]["alpha"] == 10.0 and results["method_info"]["parameters_changed"] > 0
     assert results["method_time_s"] > 0 and results["evaluation_time_s"] > 0
     assert Path(results["source_checkpoint"]) == digits_checkpoint.resolve()
