@@ -91,3 +91,13 @@ def test_unlearn_on_a_full_disk_says_what_failed_and_exits_74(trained_root, tmp_
     assert not (run_dir / "results.json").exists(), "no record: the run counts as unfinished"
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
     assert (run_dir / "unlearned").is_dir() == (failing == "record"), "a model is there whole or not at all"
+
+
+def test_an_existing_checkpoint_kept_on_purpose_is_not_a_machine_failure(tmp_path):
+    """``replace=False`` refuses an existing folder with FileExistsError, which its callers handle (train.py)."""
+    save_checkpoint(tmp_path / "model", nn.Linear(3, 2), {"seed": 0})
+    with pytest.raises(FileExistsError) as refused:
+        save_checkpoint(tmp_path / "model", nn.Linear(3, 2), {"seed": 1}, replace=False)
+    assert not isinstance(refused.value, WriteFailed)
+    assert json.loads((tmp_path / "model" / "metadata.json").read_text())["seed"] == 0
+    assert entries(tmp_path) == ["model"]
