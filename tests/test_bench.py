@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from bench.many import bench_many
 from bench.training import bench_training
+
+
+def test_python_m_bench_runs_ssd_and_its_grid_on_a_tiny_workload(tmp_path, capsys):
+    """`python -m bench`, the source of README's performance ratios, end to end on 100 generated images.
+
+    The timings are not asserted (a benchmark, not a test); what the ratios are made of is: each ratio
+    is its two recorded times divided, the 3 x 3 grid computes the importances once and reads them from
+    the cache for the other eight points, and a larger alpha never selects more parameters.
+    """
+    from bench.__main__ import main
+
+    output = tmp_path / "results.json"
+    main(["--sections", "ssd,grid", "--n-full", "100", "--n-test", "20", "--output", str(output)])
+    stored = json.loads(output.read_text())
+    assert list(stored) == ["cpu:ssd+grid"], "a partial run is stored beside, never over, the full one"
+    run = stored["cpu:ssd+grid"]
+    ssd = run["ssd"]
+    assert ssd["ssd_vs_bare"] == pytest.approx(ssd["ssd_s"] / ssd["bare_fwd_bwd_s"], rel=1e-9)
+    grid = run["grid"]
+    assert grid["grid_vs_one"] == pytest.approx(grid["grid_s"] / ssd["ssd_s"], rel=1e-9)
+    assert grid["importance_passes"] == 2, "one pass over D and one over Df for all nine points"
+    points = grid["points"]
+    assert len(points) == 9 and points[0]["importance_cache"] == {"full": "computed", "forget": "computed"}
+    assert all(p["importance_cache"] == {"full": "hit", "forget": "hit"} for p in points[1:])
+    for lambda_ in {p["lambda"] for p in points}:
+        changed = [p["fraction_changed"] for p in sorted(points, key=lambda p: p["alpha"]) if p["lambda"] == lambda_]
+        assert changed == sorted(changed, reverse=True) and changed[0] > 0, changed
+    assert "results: " + str(output) in capsys.readouterr().out
 
 
 def test_training_section_times_train_py_against_a_bare_loop():

@@ -51,9 +51,8 @@ SHORT = {
     # to 72.8 %, 2e-3 forgot it (Df-test 0 %) and kept Dr-test at 97.5 % (seed 0, measured)
     "scrub": ["method.epochs=2", "method.lr=0.002"],
     "salun": ["method.epochs=3", "method.lr=0.05"],
-    # eval mode, as these figures were measured (the default is the reference's training mode), and lr 1e-4: the VGG
-    # value 3e-4 collapses the 8-epoch digits model (Dr-test 21 %; 3e-5 forgets nothing; measured seed 0, digit 3)
-    "jit": ["method.train_mode=false", "method.lr=1e-4"],
+    # JiT runs at its defaults (training mode, the VGG lr 3e-4): test_jit_eval_mode_keeps_what_training_mode_loses
+    # runs its other mode
     "assd": [],
     "baseline": [],
     # The reference's 5 epochs at lr 1e-4 take digit 3 only to Df-test 89.2 % (Dr-test 94.1 %); 10 epochs at 1e-3
@@ -268,17 +267,30 @@ def test_baseline_changes_nothing(trained_root, digits_checkpoint, tmp_path):
     assert not weights_changed(tmp_path, digits_checkpoint)
 
 
+# Thresholds from digit 3 on the digits models of training seeds 0, 1, 2 (Df-test has 37 images, 2.7 points
+# each); the tests run seed 0. Measured with these settings (Df-test, Dr-test after; before: 97.3 % and
+# 98.45 / 97.83 / 99.07 %):
+#   badteacher (3 epochs): 64.9 / 62.2 / 64.9 and 97.5 / 97.8 / 97.8
+#   assd: 97.3 / 94.6 / 64.9 and 98.5 / 96.9 / 99.4 -- Df-train 97.7 / 97.7 / 98.5 -> 91.6 / 90.1 / 62.6
+#   jit (its defaults: training mode, lr 3e-4): 5.4 / 10.8 / 2.7 and 27.6 / 57.6 / 19.2 -- it forgets, and the
+#     batch-norm statistics drift towards its noisy one-class batches (docs/methods.md) takes Dr-test with it
 @pytest.mark.parametrize("method,min_drop,min_retain", [
-    ("badteacher", 2.0, 90.0),
+    ("badteacher", 25.0, 95.0),
     # slow (about 40 s): UNSIR's noise and phases; its refusals and config are in the default suite
     pytest.param("unsir", 10.0, 85.0, marks=pytest.mark.slow),  # at impair lr 1e-3 (SHORT); measured Df-test 100 -> 16, Dr-test 95
-    ("assd", 0.0, 80.0),    # ASSD's percentile alpha does not forget digit 3 here: checked against SSD below
-    ("jit", 25.0, 80.0),    # JiT at lr 1e-4 (SHORT); measured Df-test 97 -> 0, Dr-test 90.4
+    # ASSD's percentile alpha forgets digit 3's test images on one seed of three: its Df-train drop is checked below
+    ("assd", 0.0, 95.0),
+    ("jit", 75.0, 10.0),
 ])
 def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path, method, min_drop, min_retain):
     before = digest(digits_checkpoint)
     results = run_method(trained_root, tmp_path, method)
     check_forgets(results, min_drop, min_retain)
+    original, unlearned = results["metrics"]["original"], results["metrics"]["unlearned"]
+    if method == "assd":  # it dampens what Df alone needs: Df-train falls on every seed (by 6.1 to 35.9 points)
+        assert unlearned["forget_train_acc"] <= original["forget_train_acc"] - 4.0, unlearned["forget_train_acc"]
+    if method == "jit":
+        assert results["config"]["method"]["train_mode"] is True, "the default mode is the one tested here"
     assert weights_changed(tmp_path, digits_checkpoint)
     assert digest(digits_checkpoint) == before, "the source checkpoint must never change"
     info = results["method_info"]
@@ -301,6 +313,23 @@ def test_quick_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path,
         assert info["retained_samples"] == 9 * 100
 
 
+def test_jit_eval_mode_keeps_what_training_mode_loses(trained_root, tmp_path):
+    """JiT's two modes on digit 3 (docs/methods.md): training mode, its default, moves the batch-norm
+    statistics towards its noisy one-class batches; eval mode (``method.train_mode=false``) freezes them.
+
+    Measured on seeds 0, 1, 2 at lr 1e-4 (Df-test before 97.3 %, Dr-test 98.45 / 97.83 / 99.07 %):
+    training mode Df-test 5.4 / 10.8 / 2.7 %, Dr-test 26.6 / 55.1 / 18.9 %; eval mode Df-test 0.0 / 18.9 /
+    0.0 %, Dr-test 90.4 / 89.8 / 72.1 %. Both forget; eval mode keeps 35-64 points more of Dr-test.
+    """
+    modes = {mode: run_method(trained_root, tmp_path / mode, "jit", "fullclass", f"method.train_mode={mode}",
+                              "method.lr=1e-4") for mode in ("true", "false")}
+    for results in modes.values():
+        check_forgets(results, 60.0, 10.0)
+    kept = {mode: r["metrics"]["unlearned"]["retain_test_acc"] for mode, r in modes.items()}
+    assert kept["false"] >= kept["true"] + 20.0, kept
+    assert kept["false"] >= 65.0, kept
+
+
 # badteacher on sub-class is slow (about 25 s): sub-class mechanics stay in test_unlearn_in_process[ssd-subclass-5]
 @pytest.mark.parametrize("method,task", [pytest.param("badteacher", "subclass", marks=pytest.mark.slow), ("jit", "random")])
 def test_quick_methods_on_subclass_and_random_tasks(trained_root, tmp_path, method, task):
@@ -312,6 +341,9 @@ def test_quick_methods_on_subclass_and_random_tasks(trained_root, tmp_path, meth
         assert results["n_forget"] == 60
     before, after = results["metrics"]["original"], results["metrics"]["unlearned"]
     assert after["forget_train_acc"] < before["forget_train_acc"]
+    if method == "jit":  # at its defaults (training mode, sigma 0.01, lr 3e-4), 60 samples of 1.7 points each:
+        # measured on seeds 0, 1, 2 Df-train 100.0 / 96.7 / 95.0 -> 86.7 / 91.7 / 88.3 %
+        assert after["forget_train_acc"] <= before["forget_train_acc"] - 3.0, after["forget_train_acc"]
 
 
 @pytest.mark.parametrize("method,overrides,min_drop,min_retain", [
@@ -344,16 +376,19 @@ def test_baselines_forget_a_digit(trained_root, digits_checkpoint, tmp_path, met
         assert info["noise_norm"] > 0
 
 
-@pytest.mark.slow
+# Run by CI: finetune and amnesiac in the default suite (24 and 32 s alone on 2 busy cores), retrain in the
+# e2e tier (93 s there): the headline claim that they forget (or, for fine-tuning, keep Dr), at short
+# settings. SCRUB and SalUn stay slow (make test-all).
 @pytest.mark.parametrize("method,min_drop,min_retain", [
-    ("retrain", 90.0, 70.0),  # 6 of the 20 epochs: measured Dr-test 80.5%, Df-test 0%
+    pytest.param("retrain", 90.0, 70.0, marks=pytest.mark.e2e),  # 6 of the 8 epochs: Df-test 0 %
     # Fine-tuning on Dr alone does not forget a digit the model generalises to (2 epochs: Df-test
     # 100 -> 97.3 %; at its defaults 83.8 / 62.2 / 94.6 % over seeds 0-2, README): it must keep Dr
     # and not raise Df, not forget.
     ("finetune", 0.0, 90.0),
     ("amnesiac", 20.0, 90.0),
-    ("scrub", 50.0, 85.0),
-    ("salun", 50.0, 70.0),  # at lr 0.05 SalUn costs Dr accuracy on digits (measured 77% Dr-test)
+    pytest.param("scrub", 50.0, 85.0, marks=pytest.mark.slow),
+    # at lr 0.05 SalUn costs Dr accuracy on digits (measured 77% Dr-test)
+    pytest.param("salun", 50.0, 70.0, marks=pytest.mark.slow),
 ])
 def test_training_methods_forget_a_digit(trained_root, digits_checkpoint, tmp_path, method, min_drop, min_retain):
     before = digest(digits_checkpoint)

@@ -243,14 +243,21 @@ def test_bad_potion_settings_are_refused(overrides, words):
 # ----------------------------------------------------------------- end to end through the CLI
 @pytest.mark.e2e
 def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path, digits_checkpoint):
-    """unlearn.py task=poison trains the poisoned model (its own registry name), heals it, records the figures."""
+    """README's first Potion command, `unlearn.py task=poison method=potion`: it trains the poisoned model
+    (its own registry name) with the default recipe and poison, heals it, records the figures.
+
+    Measured at these defaults (5 % of D, 2 px trigger, 8 epochs) on training seeds 0, 1, 2: attack
+    success 99.38 / 100.00 / 99.69 % before and 10.19 / 2.16 / 0.62 % after, test accuracy 97.78 / 98.06 /
+    97.78 -> 93.61 / 98.06 / 96.67 %. (With 2 training epochs the backdoor is seed-dependent: 96.9 /
+    56.8 / 92.9 % before, and Potion took seed 1's test accuracy to 33 %; so the full recipe is run.)
+    """
     import json
     from pathlib import Path
 
     from tests.conftest import QUIET, run_cli
 
-    fast = [*QUIET, "dataset.training.epochs=2", "evaluation.strong_mia=false", "evaluation.probe=false"]
-    poison = ["task=poison", "task.poison.share=0.1", "task.poison.trigger_size=2"]
+    fast = [*QUIET, "evaluation.strong_mia=false", "evaluation.probe=false"]
+    poison = ["task=poison"]
     run = run_cli("unlearn.py", *fast, *poison, "method=potion", f"hydra.run.dir={tmp_path / 'run'}", root=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "healed" in run.stdout and "attack success" in run.stdout
@@ -259,12 +266,16 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
     source = Path(results["source_checkpoint"])
     assert re.match(r"digits-fine-resnet18-8px-seed0-r[0-9a-f]{8}-poison-", source.name), "the corruption names the model"
     metadata = json.loads((source / "metadata.json").read_text())
-    assert metadata["corruption"]["kind"] == "poison" and metadata["corruption"]["n_corrupted"] == round(0.1 * metadata["n_train"])
+    assert metadata["corruption"]["kind"] == "poison" and metadata["corruption"]["n_corrupted"] == round(0.05 * metadata["n_train"])
     info = results["method_info"]
     assert info["policy"] == "ptn" and info["tries"] >= 1 and info["share"] > 0 and "alpha" in info
     for stage in ("original", "unlearned"):
         assert {"healed_acc", "attack_success", "poison_acc", "poison_identified_acc"} <= set(results["metrics"][stage])
-    assert results["metrics"]["unlearned"]["forget_train_acc"] <= results["metrics"]["original"]["forget_train_acc"]
+    before, after = results["metrics"]["original"], results["metrics"]["unlearned"]
+    assert before["attack_success"] >= 90.0, "the default poison must implant a backdoor for Potion to heal"
+    assert after["attack_success"] <= 25.0 and after["healed_acc"] >= 60.0, after
+    assert after["poison_identified_acc"] <= 0.1 * before["poison_identified_acc"] + 1e-9, "PTN's stop rule (rho 0.1)"
+    assert after["test_acc"] >= 85.0, after["test_acc"]
     # the report's Potion-shaped table: the poisoned model before, then Potion, with healed % and the accuracy drop
     from unlearning.report.write import write_report
 
@@ -278,6 +289,22 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
         refused = run_cli("unlearn.py", *fast, *task, f"checkpoint={checkpoint}", "method=baseline",
                           f"hydra.run.dir={tmp_path / name}", root=tmp_path)
         assert refused.returncode != 0 and "corruption_key" in refused.stderr, refused.stderr[-2000:]
+
+
+def test_the_default_poison_is_the_one_that_backdoors_digits():
+    """`task=poison` on digits poisons 5 % with a 2 px trigger (the paper's 1 % / 1 px implants nothing there);
+    other datasets keep the paper's 1 % and its 3 px trigger scaled to the image (null)."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    for job in ("train", "unlearn"):
+        digits = OmegaConf.to_container(compose_config(job, ["task=poison"]).task.poison, resolve=True)
+        cifar = OmegaConf.to_container(compose_config(job, ["task=poison", "dataset=cifar10"]).task.poison, resolve=True)
+        assert (digits["share"], digits["trigger_size"]) == (0.05, 2)
+        assert (cifar["share"], cifar["trigger_size"]) == (0.01, None)
+    given = compose_config("unlearn", ["task=poison", "task.poison.share=0.02", "task.poison.trigger_size=1"])
+    assert (given.task.poison.share, given.task.poison.trigger_size) == (0.02, 1)
 
 
 def test_train_py_with_a_poison_task_names_the_poisoned_model():

@@ -44,6 +44,39 @@ def assert_png(path: Path) -> None:
         assert image.format == "PNG" and image.width > 300 and image.height > 150
 
 
+def capture_figures(monkeypatch) -> dict[str, list[dict]]:
+    """What each figure the report saves draws, per panel: bar heights/widths, heatmap cells, texts.
+
+    A PNG's size says only that something was drawn; these say what (read from the matplotlib
+    figure just before it is written and closed).
+    """
+    from matplotlib.container import BarContainer
+
+    import unlearning.report.figures as figures
+
+    drawn, real_save = {}, figures.save
+
+    def save(fig, path):
+        drawn[path.name] = [{
+            "bars": [[(bar.get_height(), bar.get_width()) for bar in container]
+                     for container in ax.containers if isinstance(container, BarContainer)],
+            "spans": [(patch.get_x(), patch.get_width()) for patch in ax.patches
+                      if patch.get_facecolor()[:3] == pytest.approx(matplotlib_rgb("tab:red"))],
+            "images": [np.asarray(image.get_array(), dtype=float) for image in ax.images],
+            "texts": [text.get_text() for text in ax.texts],
+        } for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        return real_save(fig, path)
+
+    monkeypatch.setattr(figures, "save", save)
+    return drawn
+
+
+def matplotlib_rgb(name: str) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(name)
+
+
 @pytest.fixture(scope="module")
 def baseline_sweep(trained_root, tmp_path_factory) -> Path:
     """4 real runs: the original model evaluated for forget targets 1 and 3, seeds 0 and 1."""
@@ -54,7 +87,8 @@ def baseline_sweep(trained_root, tmp_path_factory) -> Path:
     return sweep
 
 
-def test_report_tables_and_figures(baseline_sweep, tmp_path, capsys):
+def test_report_tables_and_figures(baseline_sweep, tmp_path, capsys, monkeypatch):
+    drawn = capture_figures(monkeypatch)
     out = tmp_path / "report"
     report(baseline_sweep, out=out)
     summary = pd.read_csv(out / f"{TABLE}.csv", dtype={"forget": str})
@@ -78,6 +112,42 @@ def test_report_tables_and_figures(baseline_sweep, tmp_path, capsys):
     assert len(pd.read_csv(out / "runs.csv")) == 4
     assert not (out / "missing.csv").exists()
     assert "4 runs, 1 table(s), 3 figure(s)" in capsys.readouterr().out
+    # what the figures draw: each target's seed-0 record per class, before and after, the digit shaded
+    for target in ("1", "3"):
+        record = next(r for r in runs if r["forget_target"] == target and r["seed"] == 0)
+        (panel,) = drawn[f"{TABLE}_per_class_{target}.png"]
+        before, after = ([height for height, _ in bars] for bars in panel["bars"])
+        assert before == pytest.approx(record["metrics"]["original"]["per_class_test_acc"])
+        assert after == pytest.approx(record["metrics"]["unlearned"]["per_class_test_acc"])
+        assert panel["spans"] == [pytest.approx((int(target) - 0.5, 1.0))], "the forgotten digit is shaded"
+    # the time figure: baseline's microseconds are drawn at the 1 ms floor and said to be under it, n = 4 runs
+    (panel,) = drawn[f"{TABLE}_method_time.png"]
+    assert [width for _, width in panel["bars"][0]] == pytest.approx([1e-3])
+    assert panel["texts"] == ["< 1 ms (n=4)"]
+
+
+def test_sweep_heatmap_draws_the_mean_of_each_setting(baseline_sweep, tmp_path, monkeypatch):
+    """A 2 x 2 alpha x lambda grid from the real records, relabelled with known accuracies per cell."""
+    drawn = capture_figures(monkeypatch)
+    cells = {(5.0, 0.5): (90.0, 40.0), (50.0, 0.5): (70.0, 10.0), (5.0, 1.0): (95.0, 60.0), (50.0, 1.0): (30.0, 0.0)}
+    for (alpha, lambda_), result in zip(cells, results_of(baseline_sweep), strict=True):
+        retain, forget = cells[alpha, lambda_]
+        record = {**result, "method": "ssd", "forget_target": "3", "forget": "class 3",
+                  "config": {**result["config"], "method": {**result["config"]["method"], "alpha": alpha,
+                                                            "lambda_": lambda_}},
+                  "metrics": {**result["metrics"], "unlearned": {**result["metrics"]["unlearned"],
+                                                                 "retain_test_acc": retain, "forget_test_acc": forget}}}
+        folder = tmp_path / "runs" / f"{alpha}-{lambda_}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(record))
+    report(tmp_path / "runs", out=tmp_path / "report")
+    retain_panel, forget_panel = drawn[f"{TABLE}_sweep_ssd.png"]
+    # rows: lambda 0.5, 1 (origin lower); columns: alpha 5, 50
+    expected = {panel: np.array([[cells[a, lam][i] for a in (5.0, 50.0)] for lam in (0.5, 1.0)])
+                for i, panel in enumerate(("retain", "forget"))}
+    np.testing.assert_array_equal(retain_panel["images"][0], expected["retain"])
+    np.testing.assert_array_equal(forget_panel["images"][0], expected["forget"])
+    assert retain_panel["texts"] == ["90.0", "70.0", "95.0", "30.0"]
 
 
 def test_time_relative_to_retrain(baseline_sweep, tmp_path):

@@ -13,7 +13,7 @@ from tests.conftest import QUIET, compose_config, published_path
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.errors import UserError
 from unlearning.evaluation.predictions import predict
-from unlearning.evaluation.verdict import verdict
+from unlearning.evaluation.verdict import FORGET_MAX, verdict
 from unlearning.jobs.builders import build_datamodule, build_model, build_task, make_trainer
 from unlearning.jobs.unlearn import build_method
 from unlearning.methods.base import MethodContext
@@ -74,8 +74,11 @@ def _accuracies(model, data) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def auto_run(trained_root):
-    """(slow: the full importance pass over D, ~1 min on 2 busy cores)"""
-    """Forget DIGIT with method=ssd method.alpha=auto on a data module that refuses test data."""
+    """Forget DIGIT with method=ssd method.alpha=auto on a data module that refuses test data.
+
+    e2e (run by CI): the full importance pass over D and the search, about 2 min 20 s on 2 cores
+    shared with other jobs (load average about 6).
+    """
     cfg = _unlearn_config(trained_root, "method.alpha=auto")
     data = build_datamodule(cfg, build_task(cfg))
     data.setup()
@@ -90,7 +93,10 @@ def auto_run(trained_root):
     return {"data": data, "guarded": guarded, "model": model, "original": original, "info": info}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.xfail(strict=True, reason="issue 31: on the 8-epoch digits model the hands-free search finds no alpha that "
+                   "forgets digit 3 within its retain tolerance and leaves the model unchanged (Df-test stays 97.3 %); "
+                   "strict: passes again when the search is fixed")
 def test_auto_forgets_the_digit_without_collapse(auto_run):
     """Where alpha 10 destroys the model, the hands-free mode forgets the digit and keeps the model.
 
@@ -104,10 +110,11 @@ def test_auto_forgets_the_digit_without_collapse(auto_run):
     auto = _accuracies(auto_run["model"], data)
     outcome = verdict({"retain_test_acc": before["retain_test"]},
                       {"retain_test_acc": auto["retain_test"], "forget_test_acc": auto["forget_test"]})
-    assert outcome in ("clean", "damaged"), (outcome, before, auto)
+    # "damaged" also names a run that kept the digit, so forgetting is checked on its own
+    assert auto["forget_test"] <= FORGET_MAX and outcome in ("clean", "damaged"), (outcome, before, auto)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_alpha_10_is_not_clean_on_that_digit(auto_run):
     """Keeps the test above meaningful: the paper's fixed alpha fails on DIGIT (collapse or no forgetting)."""
     data, original = auto_run["data"], auto_run["original"]
@@ -119,7 +126,10 @@ def test_alpha_10_is_not_clean_on_that_digit(auto_run):
     assert not clean, f"alpha 10 was already clean on digit {DIGIT} ({paper}); pick another digit for these tests"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.xfail(strict=True, reason="issue 31: on the 8-epoch digits model the hands-free search finds no alpha that "
+                   "forgets digit 3 within its retain tolerance and leaves the model unchanged (Df-test stays 97.3 %); "
+                   "strict: passes again when the search is fixed")
 def test_auto_records_its_choices(auto_run):
     info = auto_run["info"]
     assert info["alpha"] == "auto" and info["variant"] == "ssd"
@@ -139,7 +149,7 @@ def test_auto_records_its_choices(auto_run):
     assert 1.0 < info["work"]["cost_ratio"] <= 1.0 + info["settings"]["max_cost"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_auto_never_reads_test_data(auto_run):
     assert auto_run["guarded"].touched == []
     probe = auto_run["info"]["probe"]

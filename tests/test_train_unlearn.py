@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from tests.conftest import QUIET, compose_config, published_path, run_cli
 from unlearning.evaluation.metrics import accuracy
 from unlearning.evaluation.predictions import predict
+from unlearning.evaluation.verdict import FORGET_MAX, verdict
 from unlearning.jobs.builders import build_datamodule, build_model
 from unlearning.jobs.unlearn import unlearn
 from unlearning.models.checkpoints import load_checkpoint, load_into
@@ -75,7 +76,13 @@ def test_unlearn_cli_end_to_end(trained_root, digits_checkpoint, tmp_path):
     assert set(results["metrics"]["original"]) == METRIC_KEYS == set(results["metrics"]["unlearned"])
     original, unlearned = results["metrics"]["original"], results["metrics"]["unlearned"]
     assert original["forget_test_acc"] > 90
-    assert unlearned["forget_test_acc"] < original["forget_test_acc"], "SSD must reduce Df-test accuracy"
+    # README's first command: SSD at the paper's alpha 10 forgets digit 3 and, on the 8 px digits model,
+    # takes the other digits with it (README, "Results on digits": alpha 10 collapses 13 of 30
+    # requests). Measured over training seeds 0-2 (digit 3): Df-test 97.3 -> 0.0 % on each, Dr-test
+    # 98.45 / 97.83 / 99.07 -> 11.15 / 10.84 / 10.84 %. Both halves are asserted: a drop that is not
+    # forgetting, or alpha 10 no longer collapsing this model (README then says the wrong thing), fails.
+    assert unlearned["forget_test_acc"] <= FORGET_MAX, "SSD at alpha 10 must forget digit 3"
+    assert verdict(original, unlearned) == "collapsed", (original["retain_test_acc"], unlearned["retain_test_acc"])
     assert results["method_info"]["alpha"] == 10.0 and results["method_info"]["parameters_changed"] > 0
     assert results["method_time_s"] > 0 and results["evaluation_time_s"] > 0
     assert Path(results["source_checkpoint"]) == digits_checkpoint.resolve()
@@ -99,11 +106,27 @@ def test_unlearn_in_process(trained_root, tmp_path, method, task, forget):
         return
     assert results["method_info"]["variant"] == method
     assert results["method_info"]["parameters_changed"] > 0
+    retain_drop = original["retain_test_acc"] - unlearned["retain_test_acc"]
     if task == "random":
         assert results["n_forget"] == 60 and results["label_kind"] == "fine"
         assert original["forget_test_acc"] != original["forget_test_acc"], "random forgetting has no Df-test (NaN)"
+        # README: random samples are a sample of D, so their importances are alike and alpha 10 selects
+        # almost nothing that matters: measured (seeds 0, 1) Df-train 100.0 / 96.7 % and Dr-test unchanged
+        assert abs(unlearned["forget_train_acc"] - original["forget_train_acc"]) <= 2.0
+        assert abs(retain_drop) <= 1.0
     if task == "subclass":
         assert results["label_kind"] == "coarse" and results["forget"] == "sub-class 5 of four_five"
+        # measured on the seed-0 coarse model (the only one trained here): Df-test 100 -> 16.2 %, Df-train
+        # 98.5 -> 9.2 %, Dr-test 96.90 -> 95.05 %
+        assert unlearned["forget_test_acc"] <= original["forget_test_acc"] - 50.0, unlearned["forget_test_acc"]
+        assert retain_drop <= 5.0, retain_drop
+    if (method, task) == ("lfssd", "fullclass"):
+        # digit 8 (35 Df-test images, 2.9 points each) at alpha 10, measured over training seeds 0, 1, 2:
+        # Df-test 94.3 / 97.1 / 97.1 -> 85.7 / 88.6 / 91.4 %, Df-train 99.2 -> 93.6 / 93.6 / 92.8 %, Dr-test
+        # +0.6 / +0.3 / 0.0 points: LFSSD at the paper's alpha forgets a little of this digit and keeps the rest
+        assert unlearned["forget_test_acc"] <= original["forget_test_acc"] - 5.0, unlearned["forget_test_acc"]
+        assert unlearned["forget_train_acc"] <= original["forget_train_acc"] - 4.0
+        assert retain_drop <= 1.0, retain_drop
 
 
 def test_lfssd_uses_no_labels(trained_root, tmp_path, monkeypatch):

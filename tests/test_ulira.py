@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from unlearning.evaluation.ulira import (
@@ -174,6 +178,48 @@ def test_audit_finds_nothing_when_both_sides_agree():
     assert result["auc"] == pytest.approx(0.5, abs=0.02)
     assert result["balanced_accuracy_at_zero"] == pytest.approx(0.5, abs=0.02)
     assert result["balanced_accuracy"] == pytest.approx(0.5, abs=0.02)
+
+
+def memorised_shadows(seed: int, mislabelled: bool, shadows: int = 12, targets: int = 100):
+    """Confidences of ``shadows`` real models on 100 digits that each model saw with probability 1/2.
+
+    The models are multinomial logistic regressions (C = 100, weakly regularised) on the
+    project's 1,437 training digits; the 100 targets are drawn with ``seed`` and, when
+    ``mislabelled``, carry a wrong label (the label they are scored on): a model that trained on
+    such a sample memorised it, one that did not answers its true class.
+    """
+    digits = load_digits()
+    images, labels = digits.data[:1437] / 16.0, digits.target[:1437]
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), targets, replace=False)
+    scored = (labels[chosen] + rng.integers(1, 10, size=targets)) % 10 if mislabelled else labels[chosen]
+    always = np.setdiff1d(np.arange(len(images)), chosen)
+    status, phi = np.zeros((shadows, targets), dtype=int), np.zeros((shadows, targets))
+    for k in range(shadows):
+        member = np.random.default_rng(100 + k).random(targets) < 0.5
+        x = np.concatenate([images[always], images[chosen][member]])
+        y = np.concatenate([labels[always], scored[member]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = LogisticRegression(C=100.0, max_iter=200).fit(x, y)
+        logits = torch.tensor(model.decision_function(images[chosen]))
+        status[k], phi[k] = member, logit_scaled_confidence(logits, torch.tensor(scored)).numpy()
+    return phi, status
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_audit_finds_memorised_members_of_real_models(seed):
+    """The positive control beside the no-power case above: the audit *can* find members on real data.
+
+    Mislabelled digits are memorised by the models that trained on them; the audit must tell
+    those models from the ones that never saw the samples. Measured (seeds 0, 1, 2 of the draw):
+    AUC 0.994, 0.993, 0.995, balanced accuracy at LR > 0 0.971, 0.960, 0.964; with the true labels
+    the same models leave far less to find (AUC 0.611, 0.674, 0.582). About 3 s.
+    """
+    memorised = leave_one_out_audit(*memorised_shadows(seed, mislabelled=True))
+    assert memorised["auc"] > 0.95 and memorised["balanced_accuracy_at_zero"] > 0.9, memorised["auc"]
+    generalised = leave_one_out_audit(*memorised_shadows(seed, mislabelled=False))
+    assert generalised["auc"] < memorised["auc"] - 0.2, (generalised["auc"], memorised["auc"])
 
 
 def brute_force_audit(phi: np.ndarray, status: np.ndarray, min_observations: int, global_variance: bool):

@@ -18,8 +18,9 @@ def audit_root(tmp_path_factory, trained_root):
     return root
 
 
-# slow (about 70 s, three CLI runs training shadows); U-LiRA's arithmetic is tested in test_ulira.py
-@pytest.mark.slow
+# e2e, run by CI (about 70 s, three CLI runs training shadows): the only test that audit.py completes;
+# U-LiRA's arithmetic, and that it finds members a model memorised, are tested in test_ulira.py
+@pytest.mark.e2e
 def test_shadows_spread_over_a_multirun_are_reused_by_the_audit(audit_root):
     sweep = run_cli("audit.py", "-m", *FAST, "audit.only_shadow=0,1", f"hydra.sweep.dir={audit_root / 'sweep'}",
                     root=audit_root, check=True)

@@ -28,6 +28,8 @@ BEFORE = {"retain_test_acc": 97.0, "forget_test_acc": 98.0}
     (0.0, 97.0 - RETAIN_DROP_MAX - 0.1, "damaged"),
     (0.0, 97.0 - COLLAPSE_DROP - 0.1, "collapsed"),
     (90.0, 11.1, "collapsed"),                                  # collapse wins over "not forgotten"
+    (98.0, 82.0, "damaged"),              # kept the class and lost 15 points of Dr: the damage is named
+    (FORGET_MAX + 0.1, 97.0 - RETAIN_DROP_MAX - 0.1, "damaged"),
 ])
 def test_verdict(forget, retain, expected):
     after = {"retain_test_acc": retain, "forget_test_acc": forget}

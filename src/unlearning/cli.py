@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -17,10 +18,13 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from unlearning.errors import UserError
+from unlearning.io import WriteFailed
 
 log = logging.getLogger("unlearning")
 
 EXIT_USER_ERROR = 2
+#: The machine refused a write (disk full, quota, read-only): sysexits' EX_IOERR, apart from bad input.
+EXIT_WRITE_FAILED = 74
 
 # Library notices that say nothing about the user's run.
 QUIET_WARNINGS = (
@@ -68,7 +72,8 @@ def tidy_library_logging() -> None:
 
 
 def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run ``job(cfg)``; a :class:`UserError` (or a bad config value) becomes a message and exit 2."""
+    """Run ``job(cfg)``; a :class:`UserError` (or a bad config value) becomes a message and exit 2, a write
+    the machine refused (:class:`~unlearning.io.WriteFailed`: disk full...) a message and exit 74."""
     quiet_library_warnings()
     tidy_library_logging()
     try:
@@ -78,6 +83,33 @@ def run_job(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         fail(str(error))
     except OmegaConfBaseException as error:
         fail(f"invalid configuration: {str(error).splitlines()[0]}")
+    except WriteFailed as error:
+        fail(write_failure_message(error), status=EXIT_WRITE_FAILED)
+
+
+def write_failure_message(error: WriteFailed) -> str:
+    """What failed, where, and what to do, for a write the operating system refused.
+
+    Why a message and not the traceback: the failure is the machine's, not the code's, and the
+    traceback (through safetensors and Hydra) names a hidden temporary file, not what the run
+    was publishing. Every publishing write is atomic (:mod:`unlearning.io`), so the message can
+    promise that nothing half-written was left behind.
+    """
+    target, code = error.target, error.errno
+    name = errno.errorcode.get(code, "") if code is not None else ""
+    where = target.parent
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        advice = (f"Free space on the file system that holds {where} (see `df -h {where}`), or write elsewhere "
+                  "with paths.root_dir=PATH (or UNLEARNING_ROOT) or hydra.run.dir=PATH")
+    elif code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        advice = (f"Make {where} writable, or write elsewhere with paths.root_dir=PATH (or UNLEARNING_ROOT) "
+                  "or hydra.run.dir=PATH")
+    else:
+        advice = f"Check the file system that holds {where}"
+    return (f"could not write {target}: {error.strerror}{f' ({name})' if name else ''}. Nothing half-written "
+            f"was left there: it is written under a temporary name and renamed into place only when complete, and "
+            f"the temporary copy was removed. {advice}, then run the same command again (a run whose "
+            "results.json is missing counts as unfinished; resume=true skips the finished ones of a sweep).")
 
 
 def apply_extras(cfg: DictConfig) -> None:
@@ -96,8 +128,8 @@ def apply_extras(cfg: DictConfig) -> None:
         Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
 
 
-def fail(message: str, log_it: bool = True) -> None:
-    """Print ``message`` as one paragraph on stderr (and to the run's log) and exit with status 2.
+def fail(message: str, log_it: bool = True, status: int = EXIT_USER_ERROR) -> None:
+    """Print ``message`` as one paragraph on stderr (and to the run's log) and exit with ``status`` (2).
 
     The message goes to the log only where logging is configured (Hydra's job log): without
     a handler, Python's last-resort handler would print it on stderr a second time.
@@ -106,7 +138,7 @@ def fail(message: str, log_it: bool = True) -> None:
     if log_it and log.hasHandlers():
         log.error(message)
     print(text, file=sys.stderr, flush=True)
-    sys.exit(EXIT_USER_ERROR)
+    sys.exit(status)
 
 
 def preflight(config_dir: str | Path, config_name: str, argv: Sequence[str]) -> None:

@@ -38,7 +38,7 @@ ROWS = ("forget_test_acc", "retain_test_acc", "test_acc", "forget_train_acc", "m
 WHAT = {
     "clean": "forgot the class and kept the rest (clean)",
     "not forgotten": "did not forget the class",
-    "damaged": "forgot the class but lost more than 3 points on the retained classes",
+    "damaged": "lost more than 3 points on the retained classes",
     "collapsed": "destroyed the model (the retained classes are lost too)",
     "matches retraining": "matches the retrained model on Df and on the retained classes",
     "under-forgot": "kept more of the class than the retrained model",

@@ -9,14 +9,48 @@ which no reader looks at.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+class WriteFailed(OSError):
+    """The operating system refused to write ``target`` (disk full, quota, read-only, permissions).
+
+    An :class:`OSError` (same ``errno`` and ``strerror``; ``filename`` is the target) so that code
+    which tolerates a failed write (the importance cache) still catches it, but one that names
+    the file or folder that was being *published*, not the hidden temporary name the error
+    happened on, so that the entry point can say what failed and where
+    (:func:`unlearning.cli.run_job`).
+    """
+
+    def __init__(self, target: str | Path, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error), str(target))
+        self.target = Path(target)
+
+
+#: safetensors reports a failed write as its own exception type, with the OS error in its words:
+#: "Error while serializing: I/O error: No space left on device (os error 28) at path ...".
+_SAFETENSORS_IO = re.compile(r"I/O error: (?P<words>.*?) \(os error (?P<code>\d+)\)")
+
+
+def os_error_of(error: BaseException) -> OSError | None:
+    """The operating-system error behind ``error``: itself, or one that safetensors wrapped; else None."""
+    if isinstance(error, OSError):
+        return error
+    if type(error).__name__ == "SafetensorError":
+        match = _SAFETENSORS_IO.search(str(error))
+        if match:
+            code = int(match["code"])
+            return OSError(code, os.strerror(code) if code in errno.errorcode else match["words"])
+    return None
 
 
 def current_umask() -> int:
@@ -61,10 +95,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
     The rename is atomic on POSIX file systems, so readers never see a half-written file.
+    An operating-system error (a full disk; also the one safetensors wraps) removes the
+    temporary file and is raised as :class:`WriteFailed` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise WriteFailed(path, error) from error
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -72,11 +111,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         os.chmod(tmp, usual_mode())  # readable like any other file, not 0600 (mkstemp's, safetensors')
         fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
-        raise
+        raise _named(path, error) from error
     fsync_directory(path.parent)
     return path
+
+
+def _named(target: Path, error: BaseException) -> BaseException:
+    """``error`` as a :class:`WriteFailed` naming ``target`` when the operating system caused it."""
+    cause = os_error_of(error)
+    if cause is None or isinstance(error, WriteFailed):
+        return error
+    return WriteFailed(target, cause)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -98,8 +145,11 @@ def atomic_write_directory(directory: str | Path, fill: Callable[[Path], None], 
     even when another process published it a moment ago.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    except OSError as error:
+        raise WriteFailed(directory, error) from error
     try:
         os.chmod(staging, usual_mode(directory=True))
         fill(staging)
@@ -109,9 +159,12 @@ def atomic_write_directory(directory: str | Path, fill: Callable[[Path], None], 
                 fsync_file(entry)
         fsync_directory(staging)
         _publish(staging, directory, replace)
-    except BaseException:
+    except FileExistsError:  # replace=False and the target exists: the caller's decision, not a failure
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _named(directory, error) from error
     fsync_directory(directory.parent)
     return directory
 

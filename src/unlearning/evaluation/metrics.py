@@ -69,9 +69,12 @@ def zrf_from_logits(model_logits: torch.Tensor, teacher_logits: torch.Tensor) ->
     With p the unlearned model's and q a randomly initialised model's softmax and
     m = (p + q) / 2, ZRF = 1 - 0.5 * mean(m (log m - log p)) - 0.5 * mean(m (log m - log q)).
     The means run over all N x C entries (``F.kl_div``'s default reduction in the reference
-    code), not over samples of per-sample sums: the textbook Jensen-Shannon divergence would
-    be C times larger. We keep the reference definition so that numbers compare with the
-    papers that report ZRF. 1 means "behaves like a random model" on the forget data.
+    code), not over samples of per-sample sums, and ``F.kl_div(log p, m)`` is KL(m || p): the
+    KL terms run the other way from the textbook Jensen-Shannon divergence's KL(p || m), so the
+    score is not bounded by ln 2 and can fall below 0 (README, Metrics). We keep the reference
+    definition so that numbers compare with the papers that report ZRF; the known-answer tests
+    (tests/test_metrics_known_answers.py) pin it. 1 means "behaves like a random model" on the
+    forget data.
     """
     if model_logits.numel() == 0:
         return math.nan

@@ -8,7 +8,9 @@ only, so it is a report on a finished run, never something a method may optimise
   most :data:`RETAIN_DROP_MAX` points (the forgotten class is gone, the rest kept);
 - ``collapsed``: Dr-test accuracy down by more than :data:`COLLAPSE_DROP` points (the
   method destroyed the model, whatever it did to Df);
-- ``damaged``: Df forgotten but Dr-test down by more than the clean margin;
+- ``damaged``: Dr-test down by more than the clean margin, whether or not Df was forgotten
+  (damage is named before the Df outcome, as against the reference below: a run that keeps
+  the class *and* loses 15 points of Dr-test must not read as merely "not forgotten");
 - ``not forgotten``: Df-test accuracy above :data:`FORGET_MAX` % and Dr-test kept.
 
 Random-sample forgetting has no Df-test set; it gets no verdict (``None``): compare its
@@ -66,9 +68,9 @@ def verdict(before: Mapping[str, float], after: Mapping[str, float]) -> str | No
     drop = float(before["retain_test_acc"]) - float(after["retain_test_acc"])
     if drop > COLLAPSE_DROP:
         return "collapsed"
-    if forget > FORGET_MAX:
-        return "not forgotten"
-    return "clean" if drop <= RETAIN_DROP_MAX else "damaged"
+    if drop > RETAIN_DROP_MAX:
+        return "damaged"
+    return "not forgotten" if forget > FORGET_MAX else "clean"
 
 
 def is_clean(before: Mapping[str, float], after: Mapping[str, float]) -> bool | None:
