@@ -28,6 +28,8 @@ from torch import nn
 #: potion: the L2 norm of the logits *not* squared, |grad| (Potion's outlier-resistant importance,
 #: the reference code's XALFSSD: a few large outputs weigh less than under the square).
 VARIANTS = ("ssd", "lfssd", "potion")
+#: Importances keyed by parameter name (``model.named_parameters()``).
+Importances = Mapping[str, torch.Tensor]
 #: Names accepted for the importance pass's autocast (``None``: float32 throughout, the default).
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -162,13 +164,7 @@ def check_hyperparameters(alpha: float, lambda_: float) -> None:
             raise ValueError(f"SSD {label} must be a positive, finite number, got {value!r}")
 
 
-def dampen(
-    model: nn.Module,
-    reference: Mapping[str, torch.Tensor],
-    forget: Mapping[str, torch.Tensor],
-    alpha: float,
-    lambda_: float,
-) -> int:
+def dampen(model: nn.Module, reference: Importances, forget: Importances, alpha: float, lambda_: float) -> int:
     """Dampen, in place, the parameters specialised to the forget set; return how many entries changed.
 
     For each parameter tensor the entries with ``forget > alpha * reference`` are selected and
@@ -182,13 +178,8 @@ def dampen(
 
 
 @torch.no_grad()
-def apply_dampening(
-    model: nn.Module,
-    reference: Mapping[str, torch.Tensor],
-    forget: Mapping[str, torch.Tensor],
-    alpha: float,
-    lambda_: float,
-) -> int:
+def apply_dampening(model: nn.Module, reference: Importances, forget: Importances, alpha: float,
+                    lambda_: float) -> int:
     """:func:`dampen` without checking alpha and lambda, for callers that checked them once (policies, the search)."""
     changed: list[torch.Tensor] = []
     for name, param in model.named_parameters():
