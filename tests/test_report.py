@@ -352,3 +352,18 @@ def test_auto_alpha_runs_and_seed_following_parameters(baseline_sweep, tmp_path)
     summary = pd.read_csv(out / f"{TABLE}.csv", dtype={"forget": str}, keep_default_na=False)
     assert sorted(set(summary["setting"])) == ["", "alpha=10", "alpha=auto"]
     assert (summary[summary["method"] == "ssd"]["runs"] == 2).all()
+
+
+def test_a_policy_value_that_follows_the_methods_alpha_is_one_setting():
+    """An SSD policy reads the method's alpha (``policy.alpha: ${..alpha}``): the setting is named once,
+    while a nested value that differs from its top-level namesake stays a setting of its own."""
+    import pandas as pd
+
+    from unlearning.report.collect import settings
+
+    frame = pd.DataFrame({"group": "g", "method": "ssd", "seed": [0, 0, 1],
+                          "param.alpha": [10.0, "auto", 10.0], "param.policy.alpha": [10.0, "auto", 10.0],
+                          "param.auto.seed": [0, 0, 1], "param.batch_size": [64, 64, 32]})
+    assert list(settings(frame)) == ["alpha=10, batch_size=64", "alpha=auto, batch_size=64", "alpha=10, batch_size=32"]
+    frame["param.policy.alpha"] = [10.0, "auto", 20.0]
+    assert settings(frame)[2] == "alpha=10, policy.alpha=20, batch_size=32"

@@ -299,9 +299,19 @@ def settings(frame: pd.DataFrame) -> pd.Series:
         # a parameter that only follows the run's seed (auto.seed: ${seed}) is the seed, not a setting
         varying = [c for c in params if runs[c].map(comparable).nunique() > 1
                    and not runs[c].map(comparable).equals(runs["seed"].map(comparable))]
+        # a nested value that always equals the top-level one of its name is that setting, read by a
+        # part of the method (an SSD policy's alpha is ${..alpha}): shown once
+        varying = [c for c in varying if not mirrors_top_level(runs, c, varying)]
         for index, run in runs.iterrows():
             setting[index] = ", ".join(f"{c[len('param.'):]}={fmt_value(run[c])}" for c in varying)
     return setting
+
+
+def mirrors_top_level(runs: pd.DataFrame, column: str, columns: list[str]) -> bool:
+    """Whether ``param.a.b`` equals ``param.b`` (also varying) in every run."""
+    leaf = "param." + column.rsplit(".", 1)[-1]
+    return column.count(".") > 1 and leaf in columns and leaf != column and runs[column].map(comparable).equals(
+        runs[leaf].map(comparable))
 
 
 def comparable(value: Any) -> str:

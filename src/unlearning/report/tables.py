@@ -16,7 +16,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from unlearning.evaluation.verdict import REFERENCE_VERDICTS, SUCCESS, VERDICTS, verdict
+from unlearning.evaluation.verdict import (
+    COLLAPSE_DROP,
+    FORGET_MAX,
+    FORGET_TOLERANCE,
+    REFERENCE_VERDICTS,
+    RETAIN_DROP_MAX,
+    SUCCESS,
+    VERDICTS,
+    verdict,
+)
 
 #: Rows that are not unlearning methods but what they are compared with: first, in this order; the
 #: methods follow in the order they were run (the order the sweep's command names them).
@@ -269,8 +278,9 @@ def caption(runs: pd.DataFrame) -> str:
 
 def verdict_rule(runs: pd.DataFrame) -> str:
     """How the table's verdicts were given, in one clause."""
+    drop, tolerance, collapse = f"{RETAIN_DROP_MAX:g}", f"{FORGET_TOLERANCE:g}", f"{COLLAPSE_DROP:g}"
     if against_reference(runs):
-        return ("matches retraining: Dr-test at most 3 points below the retrained reference's and every Df accuracy "
-                "within 5 points of the reference's (under-forgot: above it, over-forgot: below it; damaged: "
-                "Dr-test 3-20 points below the reference's, collapsed: more than 20)")
-    return "clean: runs with Df-test <= 5 % and Dr-test down by at most 3 points"
+        return (f"matches retraining: Dr-test at most {drop} points below the retrained reference's and every Df "
+                f"accuracy within {tolerance} points of the reference's (under-forgot: above it, over-forgot: below "
+                f"it; damaged: Dr-test {drop}-{collapse} points below the reference's, collapsed: more than {collapse})")
+    return f"clean: runs with Df-test <= {FORGET_MAX:g} % and Dr-test down by at most {drop} points"
