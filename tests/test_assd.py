@@ -65,6 +65,7 @@ def test_assd_on_d_differs_from_assd_on_dr():
     (["method=assd", "method.alpha=auto"], ["method.alpha=auto", "PercentileAlpha", "chooses alpha itself"]),
     (["method=ssd", "method.alpha=null"], ["method.alpha is missing"]),
     (["method=ssd", "method/policy=percentile"], ["chooses alpha itself", "method.alpha=10.0"]),
+    (["method.policy=percentile"], ["is not a policy", "method/policy=NAME", "fixed, percentile, ptn"]),
 ])
 def test_bad_policy_settings_are_refused(overrides, words):
     """Each policy is checked where the method is built, with the key to change in the message."""

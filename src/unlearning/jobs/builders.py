@@ -121,8 +121,11 @@ def with_chosen_policy(options: dict[str, Any], name: str | None) -> dict[str, A
 
     search = options.pop("auto", None)
     alpha, policy = options.get("alpha"), options["policy"]
-    reads_alpha = isinstance(policy, dict) and "alpha" in policy
-    chooser = str(policy.get("_target_", policy)).rsplit(".", 1)[-1] if isinstance(policy, dict) else policy
+    if not isinstance(policy, dict) or "_target_" not in policy:
+        raise UserError(f"method.policy={policy!r} is not a policy: choose one with method/policy=NAME (the files in "
+                        "conf/method/policy/: fixed, percentile, ptn), or method.alpha=auto for the search.")
+    reads_alpha = "alpha" in policy
+    chooser = str(policy["_target_"]).rsplit(".", 1)[-1]
     if is_auto(alpha):
         if not reads_alpha or search is None:
             raise UserError(f"method.alpha=auto asks for the automatic search, but method={name}'s policy "
