@@ -28,6 +28,7 @@ from unlearning.errors import UserError
 from unlearning.evaluation.corruption import corruption_metrics
 from unlearning.jobs.builders import build_method
 from unlearning.methods.ssd import SSD, PTNSearch
+from unlearning.methods.ssd.policies import dataset_accuracy
 
 
 def poisoned_digits(share: float = 0.05, identified: float = 0.5, seed: int = 0, **poison) -> UnlearningDataModule:
@@ -201,8 +202,8 @@ def test_potion_matches_its_reference_code(backdoor, variant):
     expected, share, tries = reference_potion(trained, *loaders, variant, rho=0.1)
     assert tries > 1, "the case must exercise the search, not stop at its first try"
     model = copy.deepcopy(trained)
-    info = SSD(PTNSearch(rho=0.1), variant=variant, cache=False).unlearn(
-        model, data, context(model, None))
+    info = SSD(PTNSearch(rho=0.1, max_validation_drop=None), variant=variant, cache=False).unlearn(
+        model, data, context(model, None))  # the code's search has no guard
     assert info["policy"] == "ptn" and info["reached"] and info["tries"] == tries
     assert info["share"] == pytest.approx(share) and info["forget_acc_before"] > 50
     assert info["forget_acc_after"] <= 0.1 * info["forget_acc_before"] + 1e-9
@@ -226,8 +227,35 @@ def test_potion_heals_the_backdoor_it_searched_against(backdoor):
     assert after["attack_success"] < before["attack_success"], "unidentified trigger uses are healed too"
 
 
+def test_potion_guard_stops_before_the_search_damages_the_model(backdoor):
+    """Unguarded, the search widens until every identified poison flips and costs the small CNN about a third
+    of its validation accuracy; the guard stops at the last try within 3 points and says so (issue 31)."""
+    data, trained = backdoor
+    validation = data.dataset("val")
+    before = dataset_accuracy(trained, validation, 256)
+    unguarded, guarded = copy.deepcopy(trained), copy.deepcopy(trained)
+    free = SSD(PTNSearch(rho=0.1, max_validation_drop=None), variant="potion", cache=False).unlearn(
+        unguarded, data, context(unguarded, None))
+    assert free["reached"] and before - dataset_accuracy(unguarded, validation, 256) > 0.10, \
+        "the unguarded search must damage this model for the guard to have something to stop"
+    info = SSD(PTNSearch(rho=0.1), variant="potion", cache=False).unlearn(guarded, data, context(guarded, None))
+    guard = info["validation_guard"]
+    assert guard["max_drop"] == 0.03 and guard["stopped_search"] and not info["reached"]
+    assert guard["n_val"] == len(validation) == len(data.indices("val"))
+    assert guard["val_acc_before"] == pytest.approx(100 * before)
+    assert guard["val_acc_after"] == pytest.approx(100 * dataset_accuracy(guarded, validation, 256))
+    assert guard["val_acc_after"] >= guard["val_acc_before"] - 3.0
+    assert 1 < info["tries"] < free["tries"]
+    # the kept model is the try before the one the guard refused: its share, and Df partly forgotten
+    first = len(data.indices("forget")) / (len(data.indices("forget")) + len(data.indices("retain"))) / 25
+    assert info["share"] == pytest.approx(first * 1.1 ** (info["tries"] - 2))
+    assert 0 < info["parameters_changed"] < free["parameters_changed"]
+    assert info["forget_acc_after"] < info["forget_acc_before"] - 20
+
+
 @pytest.mark.parametrize("overrides,words", [
     (["method.policy.rho=1.5"], ["method=potion", "rho must lie in [0, 1)"]),
+    (["method.policy.max_validation_drop=2"], ["max_validation_drop must lie in [0, 1)", "got 2.0"]),
     (["method.policy.step=0.9"], ["step must be > 1"]),
     (["+method.policy.tries=3"], ["tries"]),
     (["method.policy.max_tries=2.5"], ["max_tries must be a whole number"]),

@@ -68,6 +68,8 @@ class DampeningRequest:
     ``agree`` maps this process's choice to the one every process applies (under DDP rank
     0's, broadcast); ``refresh_forget`` recomputes imp_Df on the model as it is now (the
     search dampens in steps; None: it cannot); ``is_zero`` says whether this process logs.
+    ``validation_data`` is the validation split, held out of the training data (None or empty
+    when the dataset has none): a guard may read it; nothing here ever reads test data.
     """
 
     task: str | None
@@ -78,6 +80,7 @@ class DampeningRequest:
     n_retain: int
     forget_data: Any = None
     retain_data: Any = None
+    validation_data: Any = None
     agree: Callable[[Any], Any] = field(default=lambda choice: choice)
     refresh_forget: Callable[[nn.Module], Importances] | None = None
     is_zero: bool = True
@@ -94,7 +97,15 @@ class DampeningRequest:
         return cls(task=getattr(getattr(data, "task", None), "name", None), variant=variant, batch_size=batch_size,
                    n_full=len(data.indices("full")), n_forget=len(data.indices("forget")),
                    n_retain=len(data.indices("retain")), forget_data=data.dataset("forget"),
-                   retain_data=data.dataset("retain"), **options)
+                   retain_data=data.dataset("retain"), validation_data=validation_of(data), **options)
+
+
+def validation_of(data: Any) -> Any:
+    """The data module's validation split (clean labels, never poisoned or dropped), or None without one."""
+    bundle = getattr(data, "bundle", None)
+    if bundle is not None and not bundle.has_validation:
+        return None
+    return data.dataset("val")
 
 
 class AlphaPolicy(ABC):
@@ -305,24 +316,38 @@ class PTNSettings:
     trigger and poisoned label) is at most ``rho`` x its value before unlearning (the paper sweeps
     0 ... 0.75). ``start_divisor``: the first share is s = |Df| / (|Df| + |Dr|) / 25. ``step``: s
     grows by this factor per try (1.1). ``max_tries``: the code's 500 ("easily enough").
+
+    ``max_validation_drop`` is ours, not the paper's: the guard the hands-free mode has. The
+    code's search never looks at the model's other answers, and widening the dampening until
+    every identified poison flips destroyed the digits model on seed 0 (clean test accuracy
+    24.7 %, docs/poison.md). So every try is also measured on the validation split (held out of
+    the training data, clean labels; never test data) and the search stops before the first try
+    that costs more than this fraction of validation accuracy, keeping the last try within it
+    (or the original model), with ``reached`` false. 0.03 is the verdict's "damaged" margin
+    (3 points); ``null`` runs the code's search unguarded.
     """
 
     rho: float = 0.1
     step: float = 1.1
     start_divisor: float = 25.0
     max_tries: int = 500
+    max_validation_drop: float | None = 0.03
 
     def __post_init__(self) -> None:
-        for name in ("rho", "step", "start_divisor"):  # a command line gives 0, not 0.0
+        for name in ("rho", "step", "start_divisor", "max_validation_drop"):  # a command line gives 0, not 0.0
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, name, float(value))
+        guard = self.max_validation_drop
         checks = [(0 <= self.rho < 1, f"rho must lie in [0, 1) (the share of Df's accuracy that may remain; "
                                       f"paper: 0 ... 0.75), got {self.rho!r}"),
                   (self.step > 1, f"step must be > 1 (s grows by this factor per try; paper 1.1), got {self.step!r}"),
                   (self.start_divisor > 0, f"start_divisor must be > 0 (paper 25), got {self.start_divisor!r}"),
                   (isinstance(self.max_tries, int) and self.max_tries >= 1,
-                   f"max_tries must be a whole number >= 1 (paper 500), got {self.max_tries!r}")]
+                   f"max_tries must be a whole number >= 1 (paper 500), got {self.max_tries!r}"),
+                  (guard is None or (isinstance(guard, float) and 0 <= guard < 1),
+                   f"max_validation_drop must lie in [0, 1) (the validation accuracy a try may cost, as a "
+                   f"fraction; 0.03 = 3 points) or be null (no guard), got {guard!r}")]
         problems = [text for ok, text in checks if not ok]
         if problems:
             raise ValueError("; ".join(problems))
@@ -342,10 +367,13 @@ class PTNSearch(AlphaPolicy):
     The reference code (if-loops/towards_poison_unlearning, ``XALFSSD.unlearn``) computes imp_Dr
     and imp_Df once, then per try: alpha = the p(s)-th percentile of the finite ratios
     imp_Df / imp_Dr, dampen (lambda 1), measure the accuracy on the identified set; stop when it
-    is at most rho x the original, else restore the weights and try s x 1.1. It never looks at
-    Dr's accuracy (Dr still holds unidentified poisons, so it cannot guard the model) nor at test
-    data. When ``max_tries`` pass without reaching rho, the last (most dampened) try is kept, as
-    in the code, and ``reached`` is false.
+    is at most rho x the original, else restore the weights and try s x 1.1. The code never looks
+    at the model's other answers (Dr still holds unidentified poisons, so its accuracy cannot
+    guard the model); ours adds a guard on the validation split (:class:`ValidationGuard`,
+    ``max_validation_drop``): the search stops before a try that costs more validation accuracy
+    than that and keeps the last try within it. Neither reads test data. When ``max_tries``
+    pass without reaching rho, the last (most dampened) try is kept, as in the code, and
+    ``reached`` is false.
     """
 
     name = "ptn"
@@ -364,10 +392,12 @@ class PTNSearch(AlphaPolicy):
         start = time.perf_counter()
         batch = max(int(request.batch_size), 256)
         original_acc = float(request.agree(dataset_accuracy(model, request.forget_data, batch)))
+        guard = ValidationGuard.of(s.max_validation_drop, request, batch, model)
         share = request.n_forget / (request.n_forget + request.n_retain) / s.start_divisor
         saved = snapshot(model)
         ratios = finite_ratios(reference, forget)
         tries, reached, alpha, acc, changed = 0, False, float("nan"), original_acc, 0
+        kept: tuple[float, float, float, int] | None = None  # share, alpha, Df accuracy, changed of the last safe try
         with progress(total=s.max_tries, description="Potion PTN search", enabled=request.show_progress,
                       unit="try") as bar:
             for tries in range(1, s.max_tries + 1):
@@ -376,21 +406,78 @@ class PTNSearch(AlphaPolicy):
                     share *= s.step
                 alpha = ratio_percentile(ratios, share_percentile(share))
                 changed = apply_dampening(model, reference, forget, alpha, self.lambda_)
-                acc = float(request.agree(dataset_accuracy(model, request.forget_data, batch)))
                 bar.update(1)
+                if not guard.allows(model):
+                    break
+                acc = float(request.agree(dataset_accuracy(model, request.forget_data, batch)))
+                kept = (share, alpha, acc, changed)
                 if acc <= s.rho * original_acc:
                     reached = True
                     break
-        if not reached and request.is_zero:
+        if guard.stopped:  # back to the last try the guard allowed (or the original model)
+            restore(model, saved)
+            share, alpha, acc, changed = kept if kept is not None else (0.0, float("inf"), original_acc, 0)
+            if kept is not None:
+                apply_dampening(model, reference, forget, alpha, self.lambda_)
+            if request.is_zero:
+                log.warning("Potion: try %d would cost more than %.1f points of validation accuracy (%.1f%% -> %.1f%%);"
+                            " the search stops at %s with Df accuracy %.1f%% (rho %g x %.1f%% not reached)",
+                            tries, 100 * s.max_validation_drop, 100 * guard.before, 100 * guard.last,
+                            f"the previous try (s={share:.4g})" if kept else "the original model", 100 * acc,
+                            s.rho, 100 * original_acc)
+        elif not reached and request.is_zero:
             log.warning("Potion: Df accuracy %.1f%% after %d tries is still above rho=%g x %.1f%%; the last try "
                         "(s=%.4g) is kept.", 100 * acc, tries, s.rho, 100 * original_acc, share)
         return {"alpha": alpha, "lambda": self.lambda_, "share": share, "percentile": share_percentile(share),
                 "tries": tries, "reached": reached, "rho": s.rho, "forget_acc_before": 100 * original_acc,
-                "forget_acc_after": 100 * acc, "parameters_changed": changed,
+                "forget_acc_after": 100 * acc, "parameters_changed": changed, **guard.info(model),
                 "search_time_s": time.perf_counter() - start}
 
     def __repr__(self) -> str:
         return f"PTNSearch({self.settings!r}, lambda_={self.lambda_:g})"
+
+
+class ValidationGuard:
+    """Potion's guard: whether a try keeps the validation accuracy within ``max_drop`` of the original's.
+
+    Reads only the validation split (:attr:`DampeningRequest.validation_data`); without one, or
+    with ``max_drop`` None, it allows every try and says so in :meth:`info`.
+    """
+
+    def __init__(self, max_drop: float | None, data: Any, batch_size: int, agree: Callable[[Any], Any],
+                 before: float):
+        self.max_drop, self.data, self.batch_size, self.agree = max_drop, data, batch_size, agree
+        self.before = self.last = before
+        self.stopped = False
+
+    @classmethod
+    def of(cls, max_drop: float | None, request: DampeningRequest, batch_size: int, model: nn.Module) -> ValidationGuard:
+        data = request.validation_data if max_drop is not None else None
+        if data is not None and len(data) == 0:
+            data = None
+        before = float(request.agree(dataset_accuracy(model, data, batch_size))) if data is not None else float("nan")
+        return cls(max_drop if data is not None else None, data, batch_size, request.agree, before)
+
+    @property
+    def active(self) -> bool:
+        return self.max_drop is not None
+
+    def allows(self, model: nn.Module) -> bool:
+        """Measure ``model`` (dampened by a try) on the validation split; False stops the search."""
+        if not self.active:
+            return True
+        self.last = float(self.agree(dataset_accuracy(model, self.data, self.batch_size)))
+        self.stopped = self.before - self.last > self.max_drop + 1e-12
+        return not self.stopped
+
+    def info(self, model: nn.Module) -> dict[str, Any]:
+        """What results.json records of the guard (the kept model's validation accuracy re-measured)."""
+        if not self.active:
+            return {"validation_guard": None}
+        after = float(self.agree(dataset_accuracy(model, self.data, self.batch_size)))
+        return {"validation_guard": {"max_drop": self.max_drop, "stopped_search": self.stopped,
+                                     "val_acc_before": 100 * self.before, "val_acc_after": 100 * after,
+                                     "n_val": len(self.data)}}
 
 
 def finite_ratios(reference: Importances, forget: Importances) -> torch.Tensor:
