@@ -376,10 +376,12 @@ CORRUPTION_OVERRIDES = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("task", ["poison", "mislabel"])
-@pytest.mark.parametrize("method", ["baseline", "retrain", "finetune", "badteacher", "amnesiac", "scrub", "salun", "jit",
-                                    "ssd", "lfssd", "assd", "potion", "auto"])
+# Mislabel end to end through the pipeline runs in CI (e2e) with Potion, the method made for it; the rest is slow.
+@pytest.mark.parametrize("task,method", [
+    pytest.param(task, method, marks=pytest.mark.e2e if (task, method) == ("mislabel", "potion") else pytest.mark.slow)
+    for task in ("poison", "mislabel")
+    for method in ("baseline", "retrain", "finetune", "badteacher", "amnesiac", "scrub", "salun", "jit",
+                   "ssd", "lfssd", "assd", "potion", "auto")])
 def test_every_method_runs_poison_and_mislabel(corrupted_root, tmp_path, method, task):
     """Every method runs on both tasks through the real pipeline and records the task's figures (UNSIR refuses)."""
     from omegaconf import open_dict
@@ -402,3 +404,13 @@ def test_every_method_runs_poison_and_mislabel(corrupted_root, tmp_path, method,
         assert set(names) <= set(results["metrics"][stage])
     after = results["metrics"]["unlearned"]
     assert math.isfinite(after["test_acc"]) and math.isfinite(after[names[0]])
+    if (task, method) == ("mislabel", "potion"):
+        # The digits model does not memorise 10 % wrong labels (measured: 1.5 % of the identified ones answered
+        # with their wrong label before, at 3 and at 8 epochs; at 8 the search could not flip that one sample
+        # within the guard and stopped): whatever PTN does, the guard keeps validation within 3 points.
+        before, info = results["metrics"]["original"], results["method_info"]
+        assert before["error_identified_acc"] < 10 and before["error_true_acc"] > 80, before
+        guard = info["validation_guard"]
+        assert info["tries"] >= 1 and (info["reached"] or guard["stopped_search"]), info
+        assert guard["val_acc_after"] >= guard["val_acc_before"] - 3.0, guard
+        assert after["error_identified_acc"] <= before["error_identified_acc"] or guard["stopped_search"], (before, after)

@@ -291,7 +291,7 @@ def test_no_results_is_a_user_error(baseline_sweep, tmp_path):
     assert not (unfinished / "report").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_alpha_lambda_sweep_report(trained_root, tmp_path):
     """A 2 x 2 alpha x lambda SSD sweep over two seeds through the CLI: table, heatmaps, times."""
     sweep = tmp_path / "sweep"

@@ -75,7 +75,7 @@ def test_metric_of_a_record_names_what_exists():
         metric_of(record, "metrics.unlearned.per_class_test_acc")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_optuna_study_in_sqlite_resumes_with_real_runs(trained_root, tmp_path):
     """3 SSD trials on digits, the command stops, the same command again: the study holds 6 trials,
     each with the value ``optimized_metric`` names in its run's results.json, none repeated."""

@@ -157,8 +157,8 @@ def run(root: Path, run_dir: Path, method: str, *overrides: str) -> dict:
     return results
 
 
-# slow (about 25 s): GKT's no-Dr guarantee and its run stay in test_zero_shot_method_never_reads_retained_data[gkt]
-@pytest.mark.slow
+# e2e (about 25 s): GKT's no-Dr guarantee and its run are also in test_zero_shot_method_never_reads_retained_data[gkt]
+@pytest.mark.e2e
 def test_gkt_forgets_digit_3(trained_root, tmp_path):
     """Two pseudo-batches already take digit 3 away (the gate keeps it out of the student); the
     retained classes suffer with so little distillation (docs/zeroshot.md has the measured cost)."""
@@ -170,7 +170,7 @@ def test_gkt_forgets_digit_3(trained_root, tmp_path):
     assert 0 < info["gate_pass_rate"] <= 1
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_emmn_forgets_digit_3_by_the_papers_attack(trained_root, tmp_path):
     """On the seed-0 digits model EMMN does not move Df accuracy (measured: 100 % Df-test before and
     after, also at the published settings), but the paper's membership attack stops calling Df
