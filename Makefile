@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEVICE ?= cpu
 
-.PHONY: install fashion-data demo test test-e2e test-all test-slow test-slurm lint bench recipe digits-table fashion-tables fashion-random-table fashion-random-100-table fashion-baselines-table tables clean-outputs
+.PHONY: install fashion-data demo test test-e2e test-all test-slow test-slurm lint bench recipe digits-table fashion-tables fashion-random-table fashion-random-100-table fashion-baselines-table digits-methods-table digits-zeroshot-table digits-poison-table tables clean-outputs
 
 # Creates .venv and installs the package with its dev tools; quick when nothing changed.
 install: $(STAMP) fashion-data
@@ -115,4 +115,40 @@ digits-table: install
 	    evaluation.reference=retrain logger=none trainer.enable_progress_bar=false \
 	    hydra.sweep.dir=outputs/tables/digits-ssd-gold
 	$(PY) -m unlearning.report.records export outputs/tables/digits-ssd-gold digits-ssd-gold --command "make digits-table"
+	$(PY) -m unlearning.report.records sync
+
+# README "Every method on digits": every method at its published defaults forgetting digit 3, SSD and LFSSD also
+# hands-free, ASSD with both references, over training seeds 0-2, each against the retrained reference, cold
+# (cache=false); 45 runs (about 40 minutes on 2 cores), then its records into results/.
+DIGITS_METHODS := task.forget=3 seed=0,1,2 cache=false evaluation.reference=retrain logger=none trainer.enable_progress_bar=false
+digits-methods-table: install
+	$(PY) unlearn.py -m method=baseline,retrain,finetune,badteacher,amnesiac,unsir,scrub,salun,jit,ssd,lfssd \
+	    $(DIGITS_METHODS) hydra.sweep.dir=outputs/tables/digits-methods/fixed
+	$(PY) unlearn.py -m method=ssd,lfssd method.alpha=auto $(DIGITS_METHODS) hydra.sweep.dir=outputs/tables/digits-methods/auto
+	$(PY) unlearn.py -m method=assd method.reference_split=retain,full $(DIGITS_METHODS) \
+	    hydra.sweep.dir=outputs/tables/digits-methods/assd
+	$(PY) -m unlearning.report.records export outputs/tables/digits-methods digits-methods --command "make digits-methods-table"
+	$(PY) -m unlearning.report.records sync
+
+# README "Zero-shot unlearning": JiT, GKT and EMMN (lightened for CPUs) beside amnesiac, SSD and retraining, digit 3,
+# training seeds 0-2, against the retrained reference (experiment=digits_zeroshot, 18 runs).
+digits-zeroshot-table: install
+	$(PY) unlearn.py -m experiment=digits_zeroshot logger=none trainer.enable_progress_bar=false \
+	    hydra.sweep.dir=outputs/tables/digits-zeroshot
+	$(PY) -m unlearning.report.records export outputs/tables/digits-zeroshot digits-zeroshot --command "make digits-zeroshot-table"
+	$(PY) -m unlearning.report.records sync
+
+# README "Poisoned and mislabelled data": the poisoned digits models healed by every method with a tenth of the
+# poisons identified, SSD, ASSD and Potion with half and all of them (39 runs), then Potion without its validation
+# guard (the code's search) on the same requests (9 runs); seeds 0-2.
+DIGITS_POISON := experiment=digits_poison logger=none trainer.enable_progress_bar=false
+digits-poison-table: install
+	$(PY) unlearn.py -m $(DIGITS_POISON) task.identified=0.1 hydra.sweep.dir=outputs/tables/digits-poison/tenth
+	$(PY) unlearn.py -m $(DIGITS_POISON) task.identified=0.5,1.0 method=ssd,assd,potion \
+	    hydra.sweep.dir=outputs/tables/digits-poison/more
+	$(PY) unlearn.py -m $(DIGITS_POISON) method=potion method.policy.max_validation_drop=null task.identified=0.1,0.5,1.0 \
+	    hydra.sweep.dir=outputs/tables/digits-poison-unguarded
+	$(PY) -m unlearning.report.records export outputs/tables/digits-poison digits-poison --command "make digits-poison-table"
+	$(PY) -m unlearning.report.records export outputs/tables/digits-poison-unguarded digits-poison-unguarded \
+	    --command "make digits-poison-table"
 	$(PY) -m unlearning.report.records sync

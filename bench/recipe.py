@@ -17,6 +17,11 @@ best epoch, the training time and the validation curve. It judges three things:
 * **convergence**: on every seed the last epoch is within 1 point of the best validation epoch
   (a recipe whose validation accuracy still swings at the end leaves the outcome to chance).
 
+It also reports **time to accuracy** per seed: the seconds of training (validation included)
+until the validation accuracy reached the dataset's floor and stayed there for every later
+epoch, from the per-epoch times train.py records (``elapsed_s_per_epoch``; for models trained
+before they were recorded, estimated from the total time as equal epochs, marked ``estimated``).
+
 ``--write`` records the figures in ``bench/results.json`` under ``recipe:<dataset>-<labels>``
 (``...-<size>px`` with ``--image-size``), with the machine's CPU capability and thread count,
 because the same seed gives other bits on another kernel path (docs/recipe.md).
@@ -101,14 +106,30 @@ def train(seeds: list[int], args: argparse.Namespace, checkpoints: Path) -> None
     subprocess.run(command, check=True)
 
 
-def seed_row(seed: int, metadata: dict) -> dict:
-    """One seed's figures from its model's metadata."""
+def time_to_accuracy(curve: list[float], elapsed: list[float] | None, train_time_s: float,
+                     target: float) -> dict:
+    """Seconds until the validation curve reached ``target`` and stayed at or above it (None: never)."""
+    if not curve:
+        return {"time_to_accuracy_s": None, "epochs_to_accuracy": None, "time_to_accuracy_estimated": None}
+    below = [epoch for epoch, value in enumerate(curve) if value < target]
+    first = below[-1] + 1 if below else 0
+    if first >= len(curve):
+        return {"time_to_accuracy_s": None, "epochs_to_accuracy": None, "time_to_accuracy_estimated": False}
+    estimated = not elapsed or len(elapsed) != len(curve)
+    seconds = train_time_s * (first + 1) / len(curve) if estimated else elapsed[first]
+    return {"time_to_accuracy_s": round(seconds, 1), "epochs_to_accuracy": first + 1,
+            "time_to_accuracy_estimated": estimated}
+
+
+def seed_row(seed: int, metadata: dict, target: float) -> dict:
+    """One seed's figures from its model's metadata; time to accuracy against ``target`` (validation %)."""
     curve = metadata.get("val_acc_per_epoch") or []
     last, best = (curve[-1], max(curve)) if curve else (None, None)
     return {"seed": seed, "test_acc": round(metadata["test_acc"], 2), "val_acc_last": last, "val_acc_best": best,
             "best_val_epoch": curve.index(best) + 1 if curve else None, "last_vs_best": None if not curve
             else round(best - last, 2), "epochs": metadata["epochs"], "n_train": metadata.get("n_train"),
-            "train_time_s": round(metadata["train_time_s"], 1), "val_acc_per_epoch": curve}
+            "train_time_s": round(metadata["train_time_s"], 1), "val_acc_per_epoch": curve,
+            **time_to_accuracy(curve, metadata.get("elapsed_s_per_epoch"), metadata["train_time_s"], target)}
 
 
 def judge(rows: list[dict], floor: float) -> dict:
@@ -118,7 +139,14 @@ def judge(rows: list[dict], floor: float) -> dict:
     return {"min": min(accuracies), "spread": spread, "floor": floor, "max_spread": SPREAD,
             "max_last_vs_best": max(gaps) if gaps else None, "convergence": CONVERGENCE,
             "holds": min(accuracies) >= floor and spread <= SPREAD and bool(gaps) and max(gaps) <= CONVERGENCE,
-            "mean_train_time_s": round(sum(r["train_time_s"] for r in rows) / len(rows), 1)}
+            "mean_train_time_s": round(sum(r["train_time_s"] for r in rows) / len(rows), 1),
+            "time_to_accuracy_target": floor, "mean_time_to_accuracy_s": mean_time_to_accuracy(rows)}
+
+
+def mean_time_to_accuracy(rows: list[dict]) -> float | None:
+    """The seeds' mean time to accuracy; None when a seed never reached it (then it is not a mean)."""
+    times = [r.get("time_to_accuracy_s") for r in rows]
+    return None if not times or None in times else round(sum(times) / len(times), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,15 +167,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {what}: delete it or pass --retrain", file=sys.stderr)
                 return 2
             print(f"warning: {what}", file=sys.stderr)
-        rows.append(seed_row(seed, metadata))
+        rows.append(seed_row(seed, metadata, FLOORS[args.dataset]))
     verdict = judge(rows, FLOORS[args.dataset])
     print(f"\n{args.dataset} ({args.labels} labels), ResNet18, {image_size(args)} px: per training seed")
-    print("| seed | test acc % | val acc % last / best (epoch) | train time s | validation acc per epoch % |\n"
-          "|---:|---:|---|---:|---|")
+    print(f"| seed | test acc % | val acc % last / best (epoch) | train time s | time to {FLOORS[args.dataset]} % "
+          "val s (epoch) | validation acc per epoch % |\n|---:|---:|---|---:|---:|---|")
     for r in rows:
         curve = ", ".join(f"{v:.1f}" for v in r["val_acc_per_epoch"]) or "not recorded"
+        reached = ("never" if r["time_to_accuracy_s"] is None else f"{r['time_to_accuracy_s']:.0f} ({r['epochs_to_accuracy']})"
+                   + (" est." if r["time_to_accuracy_estimated"] else ""))
         print(f"| {r['seed']} | {r['test_acc']:.2f} | {r['val_acc_last']} / {r['val_acc_best']} ({r['best_val_epoch']} "
-              f"of {r['epochs']}) | {r['train_time_s']:.0f} | {curve} |")
+              f"of {r['epochs']}) | {r['train_time_s']:.0f} | {reached} | {curve} |")
     print(f"min {verdict['min']:.2f} % (floor {verdict['floor']}), spread {verdict['spread']:.2f} points (at most "
           f"{SPREAD}), last epoch at most {verdict['max_last_vs_best']} points below the best validation epoch "
           f"(at most {CONVERGENCE}): " + ("holds" if verdict["holds"] else "DOES NOT HOLD"))

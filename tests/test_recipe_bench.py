@@ -6,7 +6,24 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from bench.recipe import time_to_accuracy
 from tests.conftest import ROOT, published_path, stand_in_for_seed
+
+
+def test_time_to_accuracy_is_when_the_curve_reaches_the_target_for_good():
+    """A dip below the target after reaching it restarts the clock; estimated without per-epoch times."""
+    curve, elapsed = [50.0, 97.0, 95.0, 98.0, 99.0], [1.0, 2.5, 3.0, 4.5, 5.0]
+    assert time_to_accuracy(curve, elapsed, 6.0, 96.5) == {
+        "time_to_accuracy_s": 4.5, "epochs_to_accuracy": 4, "time_to_accuracy_estimated": False}
+    assert time_to_accuracy(curve, None, 10.0, 96.5) == {
+        "time_to_accuracy_s": 8.0, "epochs_to_accuracy": 4, "time_to_accuracy_estimated": True}
+    assert time_to_accuracy(curve, elapsed, 6.0, 40.0)["epochs_to_accuracy"] == 1
+    assert time_to_accuracy([50.0, 60.0], [1.0, 2.0], 2.0, 96.5)["time_to_accuracy_s"] is None
+    assert time_to_accuracy([], None, 2.0, 96.5)["epochs_to_accuracy"] is None
+    assert time_to_accuracy(curve, elapsed[:3], 10.0, 96.5)["time_to_accuracy_s"] == pytest.approx(8.0), \
+        "a curve and times of different lengths are not paired"
 
 
 def test_recipe_bench_reports_each_seed(trained_root):
@@ -24,6 +41,14 @@ def test_recipe_bench_reports_each_seed(trained_root):
     holds = min(accuracies) >= 96.5 and spread <= 1.5
     assert result.returncode == (0 if holds else 1), result.stdout + result.stderr
     assert ("holds" if holds else "DOES NOT HOLD") in result.stdout
+    # time to accuracy from the per-epoch times train.py recorded (not estimated) for the model trained here
+    metadata = json.loads((published_path(trained_root, seed=0) / "metadata.json").read_text())
+    if metadata.get("elapsed_s_per_epoch"):
+        reached = time_to_accuracy(metadata["val_acc_per_epoch"], metadata["elapsed_s_per_epoch"],
+                                   metadata["train_time_s"], 96.5)
+        assert not reached["time_to_accuracy_estimated"] and len(metadata["elapsed_s_per_epoch"]) == metadata["epochs"]
+        assert 0 < reached["time_to_accuracy_s"] <= metadata["train_time_s"]
+        assert f"| {reached['time_to_accuracy_s']:.0f} ({reached['epochs_to_accuracy']}) |" in result.stdout
 
     # a stand-in is never recorded as a benchmark figure (only checked where seed 1 is one: --write
     # would otherwise record a developer's real models in bench/results.json)

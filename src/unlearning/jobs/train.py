@@ -101,6 +101,7 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
         identity, data, OmegaConf.to_container(cfg.model, resolve=True), test_acc=test_acc,
         val_acc=curve.curve[kept] if kept < len(curve.curve) else None, kept_epoch=kept + 1, keep=settings["keep"],
         best_val_epoch=curve.epoch + 1 if curve.epoch >= 0 else None, epochs=int(settings["epochs"]), val_acc_per_epoch=curve.curve,
+        elapsed_s_per_epoch=curve.elapsed,
         n_train=int(len(data.indices("full"))), n_val=int(len(data.indices("val"))),
         train_time_s=train_time, config=config)
     log.info("test accuracy %.2f%% (kept epoch %d of %d, %s), %.1f s of training", test_acc, kept + 1,

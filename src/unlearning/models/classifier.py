@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 
 import lightning as L
@@ -134,6 +135,12 @@ class ValidationCurve(L.Callback):
         self.monitor, self.keep_best = monitor, keep_best
         self.best, self.state, self.epoch = -1.0, None, -1
         self.curve: list[float] = []
+        #: Seconds from the start of training to the end of each epoch's validation (time to accuracy).
+        self.elapsed: list[float] = []
+        self._start: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -142,6 +149,8 @@ class ValidationCurve(L.Callback):
         if value is None:
             return
         self.curve.append(round(100.0 * float(value), 2))
+        if self._start is not None:
+            self.elapsed.append(round(time.perf_counter() - self._start, 2))
         if float(value) > self.best:
             self.best, self.epoch = float(value), trainer.current_epoch
             if self.keep_best:
