@@ -50,3 +50,20 @@ def test_demo_refuses_a_bad_override_before_any_work(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "nonsense" in result.stdout + result.stderr
     assert not (tmp_path / "checkpoints").exists(), "nothing trained for a run that cannot start"
+
+
+def test_readme_demo_output_is_what_the_demo_prints_for_its_committed_records():
+    """``--show`` prints a finished demo sweep again; README embeds exactly that for results/demo (records check)."""
+    records = ROOT / "results" / "demo" / "runs"
+    shown = subprocess.run([sys.executable, "-m", "unlearning.demo", "--show", str(records)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    readme = (ROOT / "README.md").read_text()
+    assert f"<!-- table: demo demo-output -->\n```\n{shown.stdout}```\n<!-- /table -->" in readme
+    runs = [json.loads((records / str(i) / "results.json").read_text()) for i in (0, 1)]
+    for run in runs:  # the sentences say what the committed numbers say
+        outcome = judge(run["metrics"]["original"], run["metrics"]["unlearned"], run["metrics"]["retrained"])
+        assert WHAT[outcome] in " ".join(shown.stdout.split())
+    refused = subprocess.run([sys.executable, "-m", "unlearning.demo", "--show", str(ROOT / "no-such-sweep")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "usage: python -m unlearning.demo --show" in refused.stderr

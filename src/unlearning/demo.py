@@ -6,7 +6,9 @@ when they are missing), then prints one table with the original model, SSD at th
 alpha, ``method.alpha=auto`` and the model retrained without the class (the gold standard),
 one sentence per method saying what happened (the rule of :mod:`unlearning.evaluation.verdict`)
 and one saying what the features still know (the probe, docs/evaluation.md). Any Hydra
-override is passed on, e.g. ``python -m unlearning.demo method=lfssd task.forget=5 seed=1``.
+override is passed on, e.g. ``python -m unlearning.demo method=lfssd task.forget=5 seed=1``;
+``python -m unlearning.demo --show SWEEP_DIR`` prints a finished demo sweep again (README's
+output is ``--show results/demo/runs``, checked by ``make tables``' test).
 
 The default forget request (digit 3, ``dataset.default_forget``) was fixed before any
 result of the current recipe was seen and is not chosen by outcome.
@@ -140,12 +142,36 @@ def print_side_by_side(runs: list[dict[str, Any]], console: Console) -> None:
         console.print(sentence(results, label))
     if retrained and "probe_forget_test_acc" in retrained:
         console.print(probe_sentence(runs, labels))
-    console.print("Clean = Df-test <= 5 % and Dr-test down by at most 3 points; test images are used only to "
-                  "report, never by the methods.")
+    rule = ("Verdicts against the retrained model: Df within 5 points of it, Dr-test at most 3 below it"
+            if retrained else "Clean = Df-test <= 5 % and Dr-test down by at most 3 points")
+    console.print(f"{rule}; test images are used only to report, never by the methods.")
+
+
+#: Width of the demo's output as README shows it (a terminal of this many columns prints the same).
+README_WIDTH = 118
+
+
+def rendered(sweep_dir: Path, width: int = README_WIDTH) -> str:
+    """The demo's side-by-side output for the finished sweep ``sweep_dir`` as plain text, ``width`` columns.
+
+    README's demo output is this, made from the committed records of a real ``make demo``
+    (``results/demo``), so that it cannot drift from what the demo prints for them.
+    """
+    import io
+
+    console = Console(file=io.StringIO(), width=width, record=True, color_system=None, force_terminal=False)
+    print_side_by_side(read_runs(sweep_dir), console)
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    sweep_dir, overrides = sweep_folder(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--show"]:  # print a finished demo sweep again, e.g. the committed records in results/demo/runs
+        if len(argv) != 2 or not Path(argv[1]).is_dir():
+            raise SystemExit("usage: python -m unlearning.demo --show SWEEP_DIR (a finished demo sweep)")
+        print(rendered(Path(argv[1])), end="")
+        return 0
+    sweep_dir, overrides = sweep_folder(argv)
     command = sweep_command(sweep_dir, overrides)
     print("Running:", " ".join(command[1:]), flush=True)
     finished = subprocess.run(command)

@@ -9,7 +9,8 @@ of them. README.md and docs/ embed a table between two markers::
     | ... the table ... |
     <!-- /table -->
 
-(the folder name, then the report's table name, as ``python -m unlearning.report`` prints it).
+(the folder name, then the report's table name, as ``python -m unlearning.report`` prints it;
+the name ``demo-output`` embeds what ``make demo`` prints for a demo sweep's records instead).
 
     python -m unlearning.report.records export SWEEP_DIR NAME   # copy a finished sweep's records in
     python -m unlearning.report.records sync                     # regenerate reports, rewrite the embedded tables
@@ -39,6 +40,8 @@ DOCUMENTS = ("README.md", "docs")
 #: An embedded table; the body may be empty (a new block that ``make tables`` fills).
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<body>.*?)(\n?<!-- /table -->)", re.S)
 KEEP = ("results.json", ".hydra/overrides.yaml")
+#: The table name that embeds ``make demo``'s printed output (:func:`unlearning.demo.rendered`) instead of a report table.
+DEMO_OUTPUT = "demo-output"
 
 
 def export(sweep: Path, name: str, results: Path = RESULTS, command: str | None = None) -> Path:
@@ -86,10 +89,17 @@ def embedded(text: str) -> list[re.Match]:
     return list(BLOCK.finditer(text))
 
 
-def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path) -> str:
+def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, results: Path = RESULTS) -> str:
     """``text`` with every embedded table replaced by what its records make; unknown names are errors."""
     def replace(match: re.Match) -> str:
         name, table = match["name"], match["table"].strip()
+        if table == DEMO_OUTPUT:  # the demo's printed output, made from the demo sweep's records
+            from unlearning.demo import rendered
+
+            runs = results / name / "runs"
+            if not runs.is_dir():
+                raise UserError(f"{where}: the embedded demo output {name} has no records (results/{name}/runs)")
+            return f"{match.group(1)}```\n{rendered(runs)}```\n<!-- /table -->"
         if table not in tables.get(name, {}):
             known = ", ".join(tables.get(name, {})) or f"none (no results/{name})"
             raise UserError(f"{where}: the embedded table {name} {table!r} is not in its records; tables there: {known}")
@@ -115,7 +125,7 @@ def sync(root: Path = ROOT, results: Path = RESULTS, write: bool = True) -> list
             text = document.read_text()
             if not embedded(text):
                 continue
-            new = render_blocks(text, tables, document)
+            new = render_blocks(text, tables, document, results)
             if new != text:
                 differences.append("".join(difflib.unified_diff(
                     text.splitlines(keepends=True), new.splitlines(keepends=True),
