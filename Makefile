@@ -123,10 +123,10 @@ digits-table: install
 DIGITS_METHODS := task.forget=3 seed=0,1,2 cache=false evaluation.reference=retrain logger=none trainer.enable_progress_bar=false
 digits-methods-table: install
 	$(PY) unlearn.py -m method=baseline,retrain,finetune,badteacher,amnesiac,unsir,scrub,salun,jit,ssd,lfssd \
-	    $(DIGITS_METHODS) hydra.sweep.dir=outputs/tables/digits-methods/fixed
-	$(PY) unlearn.py -m method=ssd,lfssd method.alpha=auto $(DIGITS_METHODS) hydra.sweep.dir=outputs/tables/digits-methods/auto
+	    $(DIGITS_METHODS) hydra.sweep.dir=outputs/tables/digits-methods/1-fixed
+	$(PY) unlearn.py -m method=ssd,lfssd method.alpha=auto $(DIGITS_METHODS) hydra.sweep.dir=outputs/tables/digits-methods/2-auto
 	$(PY) unlearn.py -m method=assd method.reference_split=retain,full $(DIGITS_METHODS) \
-	    hydra.sweep.dir=outputs/tables/digits-methods/assd
+	    hydra.sweep.dir=outputs/tables/digits-methods/3-assd
 	$(PY) -m unlearning.report.records export outputs/tables/digits-methods digits-methods --command "make digits-methods-table"
 	$(PY) -m unlearning.report.records sync
 
@@ -143,9 +143,9 @@ digits-zeroshot-table: install
 # guard (the code's search) on the same requests (9 runs); seeds 0-2.
 DIGITS_POISON := experiment=digits_poison logger=none trainer.enable_progress_bar=false
 digits-poison-table: install
-	$(PY) unlearn.py -m $(DIGITS_POISON) task.identified=0.1 hydra.sweep.dir=outputs/tables/digits-poison/tenth
+	$(PY) unlearn.py -m $(DIGITS_POISON) task.identified=0.1 hydra.sweep.dir=outputs/tables/digits-poison/1-tenth
 	$(PY) unlearn.py -m $(DIGITS_POISON) task.identified=0.5,1.0 method=ssd,assd,potion \
-	    hydra.sweep.dir=outputs/tables/digits-poison/more
+	    hydra.sweep.dir=outputs/tables/digits-poison/2-more
 	$(PY) unlearn.py -m $(DIGITS_POISON) method=potion method.policy.max_validation_drop=null task.identified=0.1,0.5,1.0 \
 	    hydra.sweep.dir=outputs/tables/digits-poison-unguarded
 	$(PY) -m unlearning.report.records export outputs/tables/digits-poison digits-poison --command "make digits-poison-table"

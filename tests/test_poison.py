@@ -274,10 +274,13 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
     """README's first Potion command, `unlearn.py task=poison method=potion`: it trains the poisoned model
     (its own registry name) with the default recipe and poison, heals it, records the figures.
 
-    Measured at these defaults (5 % of D, 2 px trigger, 8 epochs) on training seeds 0, 1, 2: attack
-    success 99.38 / 100.00 / 99.69 % before and 10.19 / 2.16 / 0.62 % after, test accuracy 97.78 / 98.06 /
-    97.78 -> 93.61 / 98.06 / 96.67 %. (With 2 training epochs the backdoor is seed-dependent: 96.9 /
-    56.8 / 92.9 % before, and Potion took seed 1's test accuracy to 33 %; so the full recipe is run.)
+    Measured at these defaults (5 % of D, 2 px trigger, 8 epochs, half of the 65 poisons identified) on
+    training seeds 0, 1, 2 (results/digits-poison): attack success 99.4 / 100.0 / 99.7 % before and 23.1 /
+    5.9 / 0.6 % after, healed 68.1 / 80.8 / 81.9 %, test accuracy 97.78 / 98.06 / 97.78 -> 94.72 / 98.06 /
+    96.67 %; the validation guard stopped the search on seeds 0 and 1 before rho was reached (identified
+    poisons still answered as the target: 21.2 / 12.1 %; seed 2 reached rho at 9.1 %). Unguarded, the
+    same requests end at attack success 10.2 / 2.2 / 0.6 % and test 93.61 / 98.06 / 96.67 %. (With 2
+    training epochs the backdoor is seed-dependent, so the full recipe is run.)
     """
     import json
     from pathlib import Path
@@ -301,9 +304,14 @@ def test_poison_run_end_to_end_trains_its_own_model_and_refuses_another(tmp_path
         assert {"healed_acc", "attack_success", "poison_acc", "poison_identified_acc"} <= set(results["metrics"][stage])
     before, after = results["metrics"]["original"], results["metrics"]["unlearned"]
     assert before["attack_success"] >= 90.0, "the default poison must implant a backdoor for Potion to heal"
-    assert after["attack_success"] <= 25.0 and after["healed_acc"] >= 60.0, after
-    assert after["poison_identified_acc"] <= 0.1 * before["poison_identified_acc"] + 1e-9, "PTN's stop rule (rho 0.1)"
-    assert after["test_acc"] >= 85.0, after["test_acc"]
+    assert after["attack_success"] <= 40.0 and after["healed_acc"] >= 55.0, after
+    guard = info["validation_guard"]
+    if info["reached"]:
+        assert after["poison_identified_acc"] <= 0.1 * before["poison_identified_acc"] + 1e-9, "PTN's stop rule (rho 0.1)"
+    else:  # the guard stopped the widening: the model is kept within 3 points of validation accuracy
+        assert guard["stopped_search"], info
+    assert guard["val_acc_after"] >= guard["val_acc_before"] - 3.0, guard
+    assert after["test_acc"] >= before["test_acc"] - 5.0, (before["test_acc"], after["test_acc"])
     # the report's Potion-shaped table: the poisoned model before, then Potion, with healed % and the accuracy drop
     from unlearning.report.write import write_report
 

@@ -319,8 +319,8 @@ class PTNSettings:
 
     ``max_validation_drop`` is ours, not the paper's: the guard the hands-free mode has. The
     code's search never looks at the model's other answers, and widening the dampening until
-    every identified poison flips destroyed the digits model on seed 0 (clean test accuracy
-    24.7 %, docs/poison.md). So every try is also measured on the validation split (held out of
+    every identified poison flips destroyed the digits model of seed 1 (clean test accuracy
+    35.3 % with 7 of 65 poisons identified, docs/poison.md). So every try is also measured on the validation split (held out of
     the training data, clean labels; never test data) and the search stops before the first try
     that costs more than this fraction of validation accuracy, keeping the last try within it
     (or the original model), with ``reached`` false. 0.03 is the verdict's "damaged" margin
