@@ -211,7 +211,7 @@ class PercentileAlpha(AlphaPolicy):
 
 
 #: Tasks whose search uses the class-coherent imp_D with ``reference=by-class`` (see :meth:`SearchedAlpha.reference`).
-CLASS_REFERENCE_TASKS = ("fullclass",)
+CLASS_REFERENCE_TASKS = ("fullclass", "subclass")
 # What the automatic mode does for tasks it cannot aim at: the paper's ResNet18 setting.
 PAPER_ALPHA, PAPER_LAMBDA = 10.0, 1.0
 NOT_SEARCHED = {"random": "random-sample forgetting has no class whose predictions should change; "
