@@ -320,10 +320,10 @@ class PTNSettings:
     ``max_validation_drop`` is ours, not the paper's: the guard the hands-free mode has. The
     code's search never looks at the model's other answers, and widening the dampening until
     every identified poison flips destroyed the digits model of seed 1 (clean test accuracy
-    35.3 % with 7 of 65 poisons identified, docs/poison.md). So every try is also measured on the validation split (held out of
-    the training data, clean labels; never test data) and the search stops before the first try
-    that costs more than this fraction of validation accuracy, keeping the last try within it
-    (or the original model), with ``reached`` false. 0.03 is the verdict's "damaged" margin
+    35.3 % with 7 of 65 poisons identified, docs/poison.md). So every try is also measured on
+    the validation split (held out of the training data, clean labels; never test data) and the
+    search stops before the first try that costs more than this fraction of validation accuracy,
+    keeping the last try within it (or the original model), with ``reached`` false. 0.03 is the verdict's "damaged" margin
     (3 points); ``null`` runs the code's search unguarded.
     """
 
@@ -430,7 +430,7 @@ class PTNSearch(AlphaPolicy):
                         "(s=%.4g) is kept.", 100 * acc, tries, s.rho, 100 * original_acc, share)
         return {"alpha": alpha, "lambda": self.lambda_, "share": share, "percentile": share_percentile(share),
                 "tries": tries, "reached": reached, "rho": s.rho, "forget_acc_before": 100 * original_acc,
-                "forget_acc_after": 100 * acc, "parameters_changed": changed, **guard.info(model),
+                "forget_acc_after": 100 * acc, "parameters_changed": changed, **guard.info(),
                 "search_time_s": time.perf_counter() - start}
 
     def __repr__(self) -> str:
@@ -447,7 +447,8 @@ class ValidationGuard:
     def __init__(self, max_drop: float | None, data: Any, batch_size: int, agree: Callable[[Any], Any],
                  before: float):
         self.max_drop, self.data, self.batch_size, self.agree = max_drop, data, batch_size, agree
-        self.before = self.last = before
+        #: the original's validation accuracy, the last try's, and the last one the guard allowed (the kept model's)
+        self.before = self.last = self.allowed = before
         self.stopped = False
 
     @classmethod
@@ -468,15 +469,16 @@ class ValidationGuard:
             return True
         self.last = float(self.agree(dataset_accuracy(model, self.data, self.batch_size)))
         self.stopped = self.before - self.last > self.max_drop + 1e-12
+        if not self.stopped:
+            self.allowed = self.last
         return not self.stopped
 
-    def info(self, model: nn.Module) -> dict[str, Any]:
-        """What results.json records of the guard (the kept model's validation accuracy re-measured)."""
+    def info(self) -> dict[str, Any]:
+        """What results.json records of the guard: the kept model is the last try it allowed (or the original)."""
         if not self.active:
             return {"validation_guard": None}
-        after = float(self.agree(dataset_accuracy(model, self.data, self.batch_size)))
         return {"validation_guard": {"max_drop": self.max_drop, "stopped_search": self.stopped,
-                                     "val_acc_before": 100 * self.before, "val_acc_after": 100 * after,
+                                     "val_acc_before": 100 * self.before, "val_acc_after": 100 * self.allowed,
                                      "n_val": len(self.data)}}
 
 
