@@ -58,3 +58,30 @@ def test_export_copies_records_without_weights(tmp_path):
     assert (target / "0" / "results.json").is_file() and (target / "0" / ".hydra" / "overrides.yaml").is_file()
     assert not list(Path(target).rglob("*.safetensors")), "weights never enter the records"
     assert (tmp_path / "results" / "demo" / "command.txt").read_text().startswith("python unlearn.py")
+
+
+def _sweep_with_one_run(root: Path, seed: int) -> Path:
+    run = root / "0"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "results.json").write_text(f'{{"status": "complete", "seed": {seed}}}')
+    (run / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
+    return root
+
+
+def test_export_in_parts_replaces_only_its_part(tmp_path):
+    """A table swept one seed at a time keeps every exported part; re-exporting a part replaces just it."""
+    results = tmp_path / "results"
+    records.export(_sweep_with_one_run(tmp_path / "s0", 0), "table", results=results, part="seed-0")
+    records.export(_sweep_with_one_run(tmp_path / "s1", 1), "table", results=results, part="seed-1")
+    runs = results / "table" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["seed-0", "seed-1"]
+    _sweep_with_one_run(tmp_path / "s0b" / "x", 2)
+    records.export(tmp_path / "s0b", "table", results=results, part="seed-0")
+    assert (runs / "seed-0" / "x" / "0" / "results.json").read_text().endswith("2}")
+    assert not (runs / "seed-0" / "0").exists(), "the part's old runs are replaced"
+    assert (runs / "seed-1" / "0" / "results.json").is_file(), "the other part stays"
+    with pytest.raises(UserError, match="kept in parts"):
+        records.export(tmp_path / "s1", "table", results=results)
+    assert (runs / "seed-1").is_dir(), "a refused export deletes nothing"
+    with pytest.raises(UserError, match="plain folder name"):
+        records.export(tmp_path / "s1", "table", results=results, part="../escape")

@@ -13,6 +13,7 @@ of them. README.md and docs/ embed a table between two markers::
 the name ``demo-output`` embeds what ``make demo`` prints for a demo sweep's records instead).
 
     python -m unlearning.report.records export SWEEP_DIR NAME   # copy a finished sweep's records in
+    python -m unlearning.report.records export SWEEP_DIR NAME --part seed-0   # one part of a table swept in parts
     python -m unlearning.report.records sync                     # regenerate reports, rewrite the embedded tables
     python -m unlearning.report.records check                    # exit 1 when a doc differs from its records
 
@@ -39,23 +40,38 @@ RESULTS = ROOT / "results"
 DOCUMENTS = ("README.md", "docs")
 #: An embedded table; the body may be empty (a new block that ``make tables`` fills).
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<body>.*?)(\n?<!-- /table -->)", re.S)
-KEEP = ("results.json", ".hydra/overrides.yaml")
+#: A run's record: unlearn.py's results.json, or an audit's (audit.py: ulira.json, challenge.json).
+RECORD_FILES = ("results.json", "ulira.json", "challenge.json")
+KEEP = (*RECORD_FILES, ".hydra/overrides.yaml")
 #: The table name that embeds ``make demo``'s printed output (:func:`unlearning.demo.rendered`) instead of a report table.
 DEMO_OUTPUT = "demo-output"
 
 
-def export(sweep: Path, name: str, results: Path = RESULTS, command: str | None = None) -> Path:
-    """Copy every finished run's record under ``sweep`` into ``results/<name>/runs/`` (weights stay behind)."""
+def export(sweep: Path, name: str, results: Path = RESULTS, command: str | None = None,
+           part: str | None = None) -> Path:
+    """Copy every finished run's record under ``sweep`` into ``results/<name>/runs/`` (weights stay behind).
+
+    ``part`` exports into ``results/<name>/runs/<part>/`` and replaces only that part: a table too long
+    for one sitting (the benchmark's full-class table is hours on 2 cores) is swept in parts, e.g. one
+    training seed at a time, and its report reads every part. Without ``part`` the whole folder is replaced.
+    """
     sweep = Path(sweep).expanduser()
-    records = sorted(sweep.rglob("results.json"))
+    records = sorted({r for name in RECORD_FILES for r in sweep.rglob(name)})
     records = [r for r in records if "report" not in r.relative_to(sweep).parts]
     if not records:
-        raise UserError(f"no results.json under {sweep}: run the sweep first")
-    target = results / name / "runs"
+        raise UserError(f"no results.json (nor an audit's ulira.json or challenge.json) under {sweep}: "
+                        "run the sweep first")
+    if part is not None and (not re.fullmatch(r"[\w.-]+", part) or part in (".", "..")):
+        raise UserError(f"part {part!r} must be a plain folder name (letters, digits, '.', '-', '_')")
+    runs = results / name / "runs"
+    if part is None and runs.is_dir() and any(p.is_dir() and not p.name.isdigit() for p in runs.iterdir()):
+        parts = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.name.isdigit())
+        raise UserError(f"results/{name} is kept in parts ({', '.join(parts)}): export with --part so "
+                        f"that the other parts stay")
+    target = runs if part is None else runs / part
     if target.exists():
         shutil.rmtree(target)
-    for record in records:
-        run = record.parent
+    for run in sorted({record.parent for record in records}):
         for relative in KEEP:
             source = run / relative
             if source.is_file():
@@ -70,13 +86,22 @@ def export(sweep: Path, name: str, results: Path = RESULTS, command: str | None 
 
 
 def tables_of(name: str, results: Path = RESULTS, out: Path | None = None) -> dict[str, str]:
-    """The report's tables (by table name) made from ``results/<name>/runs``, written to ``out`` (default its report/)."""
+    """The report's tables (by table name) made from ``results/<name>/runs``, written to ``out`` (default its report/).
+
+    Runs of ``unlearn.py`` give the report's tables; audit records (``ulira.json``, ``challenge.json``)
+    give the tables named ``ulira`` and ``challenge`` (:mod:`unlearning.report.audits`).
+    """
+    from unlearning.report.audits import audit_tables
     from unlearning.report.write import write_report
 
     runs = results / name / "runs"
     if not runs.is_dir():
         raise UserError(f"results/{name} has no runs/ folder: export a sweep into it first")
-    return dict(write_report([runs], out or results / name / "report").tables)
+    out = out or results / name / "report"
+    tables = audit_tables(runs, out)
+    if any("report" not in r.relative_to(runs).parts for r in runs.rglob("results.json")):
+        tables.update(write_report([runs], out).tables)
+    return tables
 
 
 def documents(root: Path = ROOT) -> Iterable[Path]:
@@ -143,12 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     export_parser.add_argument("sweep", type=Path)
     export_parser.add_argument("name")
     export_parser.add_argument("--command", dest="launch", help="how the sweep was launched (stored in command.txt)")
+    export_parser.add_argument("--part", help="export into runs/PART, replacing only that part (a table swept in parts)")
     commands.add_parser("sync", help="regenerate every report and rewrite the embedded tables")
     commands.add_parser("check", help="exit 1 when an embedded table differs from its records")
     args = parser.parse_args(argv)
     try:
         if args.action == "export":
-            print(f"records in {export(args.sweep, args.name, command=args.launch)}")
+            print(f"records in {export(args.sweep, args.name, command=args.launch, part=args.part)}")
             return 0
         differences = sync(write=args.action == "sync")
     except UserError as error:
