@@ -245,8 +245,8 @@ class SearchedAlpha(AlphaPolicy):
     **class-coherent batches** (each batch one class, like a full-class Df; SSD groups by
     label, LFSSD by the model's predicted class): with the paper's mixed batches the classes'
     gradients partly cancel inside each batch mean, which inflates imp_Df / imp_D for entries
-    every class uses and turns alpha into a knife edge. ``reference=mixed`` searches with the
-    paper's imp_D, as sub-class requests always do (their Df is part of one label class).
+    every class uses and turns alpha into a knife edge. Sub-class requests use it too, in
+    batches of one model class (a coarse label). ``reference=mixed`` searches with the paper's imp_D.
 
     Random-sample forgetting is not searched: "Df's predictions changed" is right for a class
     but wrong for a few random samples, which a model that never saw them would still
@@ -262,12 +262,12 @@ class SearchedAlpha(AlphaPolicy):
         self.settings = settings or AutoSettings(**options)
 
     def compared_with(self, task: str | None) -> ReferenceSplit:
-        """Class-coherent imp_D for full-class requests with ``reference=by-class``; the paper's otherwise.
+        """Class-coherent imp_D for full-class and sub-class requests with ``reference=by-class``.
 
-        Only a full-class Df is one class of the model's labels, the composition the class-coherent
-        batches reproduce. A sub-class Df is part of one label class (where the class-coherent
-        reference did worse, docs/auto_ssd.md), and random forgetting keeps the paper's setting
-        altogether, so both use the paper's imp_D.
+        A full-class Df is one class of the model's labels, the composition the class-coherent
+        batches reproduce; a sub-class Df is part of one, and batches of its coarse class matched
+        retraining on more requests than the paper's mixed batches (docs/auto_ssd.md). Random
+        forgetting keeps the paper's setting altogether, so it uses the paper's imp_D.
         """
         return ReferenceSplit(by_class=self.settings.reference == "by-class" and task in CLASS_REFERENCE_TASKS)
 
