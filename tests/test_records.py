@@ -85,3 +85,20 @@ def test_export_in_parts_replaces_only_its_part(tmp_path):
     assert (runs / "seed-1").is_dir(), "a refused export deletes nothing"
     with pytest.raises(UserError, match="plain folder name"):
         records.export(tmp_path / "s1", "table", results=results, part="../escape")
+
+
+def test_runs_exported_whole_with_free_names_are_not_parts(tmp_path):
+    """Run folders may have any name (the challenge's are 0-baseline, 1-ssd, ...): exporting such a sweep
+    whole again replaces it, and a part is refused beside runs exported whole instead of mixing with them."""
+    results = tmp_path / "results"
+    sweep = tmp_path / "challenge"
+    for run in ("0-baseline", "1-ssd"):
+        (sweep / run).mkdir(parents=True)
+        (sweep / run / "challenge.json").write_text('{"status": "complete"}')
+    records.export(sweep, "table", results=results)
+    records.export(sweep, "table", results=results)  # not mistaken for a table kept in parts
+    runs = results / "table" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["0-baseline", "1-ssd"]
+    with pytest.raises(UserError, match="exported whole"):
+        records.export(_sweep_with_one_run(tmp_path / "s0", 0), "table", results=results, part="seed-0")
+    assert sorted(p.name for p in runs.iterdir()) == ["0-baseline", "1-ssd"], "a refused export changes nothing"

@@ -43,6 +43,9 @@ BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<
 #: A run's record: unlearn.py's results.json, or an audit's (audit.py: ulira.json, challenge.json).
 RECORD_FILES = ("results.json", "ulira.json", "challenge.json")
 KEEP = (*RECORD_FILES, ".hydra/overrides.yaml")
+#: The file that marks ``results/<name>/runs/<part>/`` as a part of a table exported with ``--part``
+#: (run folders are named freely, e.g. ``0-baseline``, so a part cannot be told from a run by its name).
+PART_MARKER = ".part"
 #: The table name that embeds ``make demo``'s printed output (:func:`unlearning.demo.rendered`) instead of a report table.
 DEMO_OUTPUT = "demo-output"
 
@@ -64,10 +67,13 @@ def export(sweep: Path, name: str, results: Path = RESULTS, command: str | None 
     if part is not None and (not re.fullmatch(r"[\w.-]+", part) or part in (".", "..")):
         raise UserError(f"part {part!r} must be a plain folder name (letters, digits, '.', '-', '_')")
     runs = results / name / "runs"
-    if part is None and runs.is_dir() and any(p.is_dir() and not p.name.isdigit() for p in runs.iterdir()):
-        parts = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.name.isdigit())
+    parts = sorted(marker.parent.name for marker in runs.glob(f"*/{PART_MARKER}"))
+    if part is None and parts:
         raise UserError(f"results/{name} is kept in parts ({', '.join(parts)}): export with --part so "
                         f"that the other parts stay")
+    if part is not None and runs.is_dir() and any(p.name not in parts for p in runs.iterdir()):
+        raise UserError(f"results/{name} holds runs exported whole: export without --part to replace them, "
+                        f"or into another results name")
     target = runs if part is None else runs / part
     if target.exists():
         shutil.rmtree(target)
@@ -80,6 +86,8 @@ def export(sweep: Path, name: str, results: Path = RESULTS, command: str | None 
                 shutil.copyfile(source, destination)
     if (sweep / "multirun.yaml").is_file():
         shutil.copyfile(sweep / "multirun.yaml", target / "multirun.yaml")
+    if part is not None:
+        (target / PART_MARKER).write_text("one part of this table's records (records export --part)\n")
     if command:
         (results / name / "command.txt").write_text(command.strip() + "\n")
     return target
