@@ -74,15 +74,22 @@ tables: install
 # one seed at a time into results/fashion-fullclass/runs/seed-N, so that a seed is a sitting:
 #   make fashion-fullclass-table FULLCLASS_SEEDS=1
 FULLCLASS_SEEDS ?= 0 1 2
+# A table swept one training seed per sitting: $(1) the experiment, $(2) its records' name under results/
+# and outputs/tables/, $(3) the seeds, $(4) the command stored in command.txt. Each seed is exported as
+# its own part, results/$(2)/runs/seed-N, then every embedded table is regenerated.
+define per_seed_table
+@for seed in $(3); do \
+    $(PY) unlearn.py -m experiment=$(1) seed=$$seed trainer.enable_progress_bar=false \
+        hydra.sweep.dir=outputs/tables/$(2)/seed-$$seed && \
+    $(PY) -m unlearning.report.records export outputs/tables/$(2)/seed-$$seed \
+        $(2) --part seed-$$seed --command "$(4)" \
+    || exit 1; \
+done
+$(PY) -m unlearning.report.records sync
+endef
+
 fashion-fullclass-table: install
-	@for seed in $(FULLCLASS_SEEDS); do \
-	    $(PY) unlearn.py -m experiment=fashion_fullclass seed=$$seed trainer.enable_progress_bar=false \
-	        hydra.sweep.dir=outputs/tables/fashion-fullclass/seed-$$seed && \
-	    $(PY) -m unlearning.report.records export outputs/tables/fashion-fullclass/seed-$$seed \
-	        fashion-fullclass --part seed-$$seed --command "make fashion-fullclass-table FULLCLASS_SEEDS='0 1 2'" \
-	    || exit 1; \
-	done
-	$(PY) -m unlearning.report.records sync
+	$(call per_seed_table,fashion_fullclass,fashion-fullclass,$(FULLCLASS_SEEDS),make fashion-fullclass-table FULLCLASS_SEEDS='0 1 2')
 
 # U-LiRA on the benchmark (docs/evaluation.md): 8 shadow models on random halves of D, each unlearning the
 # 100-image request of training seed 0, for the original (nothing unlearned), SSD and LFSSD; the shadows
@@ -100,14 +107,7 @@ fashion-ulira-table: install
 # results/fashion-subclass/runs/seed-N:   make fashion-subclass-table SUBCLASS_SEEDS=0
 SUBCLASS_SEEDS ?= 0 1 2
 fashion-subclass-table: install
-	@for seed in $(SUBCLASS_SEEDS); do \
-	    $(PY) unlearn.py -m experiment=fashion_subclass seed=$$seed trainer.enable_progress_bar=false \
-	        hydra.sweep.dir=outputs/tables/fashion-subclass/seed-$$seed && \
-	    $(PY) -m unlearning.report.records export outputs/tables/fashion-subclass/seed-$$seed \
-	        fashion-subclass --part seed-$$seed --command "make fashion-subclass-table SUBCLASS_SEEDS='0 1 2'" \
-	    || exit 1; \
-	done
-	$(PY) -m unlearning.report.records sync
+	$(call per_seed_table,fashion_subclass,fashion-subclass,$(SUBCLASS_SEEDS),make fashion-subclass-table SUBCLASS_SEEDS='0 1 2')
 
 # The benchmark's random-forgetting table (README "Results on Fashion-MNIST"): 1,000 random images
 # forgotten by SSD and LFSSD beside the original, over training seeds 0-2, against retraining (9 runs +
