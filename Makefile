@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEVICE ?= cpu
 
-.PHONY: install fashion-data demo test test-e2e test-all test-slow test-slurm lint bench recipe digits-table fashion-fullclass-table fashion-subclass-table fashion-ulira-table fashion-random-table fashion-random-100-table fashion-baselines-table digits-methods-table digits-zeroshot-table digits-poison-table digits-subclass-table tables clean-outputs
+.PHONY: install fashion-data demo test test-e2e test-all test-slow test-slurm lint bench recipe digits-table fashion-fullclass-table fashion-subclass-table fashion-methods-table fashion-ulira-table fashion-random-table fashion-random-100-table fashion-baselines-table digits-methods-table digits-zeroshot-table digits-poison-table digits-subclass-table tables clean-outputs
 
 # Creates .venv and installs the package with its dev tools; quick when nothing changed.
 install: $(STAMP) fashion-data
@@ -90,6 +90,24 @@ endef
 
 fashion-fullclass-table: install
 	$(call per_seed_table,fashion_fullclass,fashion-fullclass,$(FULLCLASS_SEEDS),make fashion-fullclass-table FULLCLASS_SEEDS='0 1 2')
+
+# The benchmark's every-method table (README "Results on Fashion-MNIST"): every method at its published
+# defaults forgetting Shirt (experiment=fashion_methods), SSD and LFSSD also hands-free, ASSD with both
+# references, cold runs against the model retrained without Shirt; one training seed per sitting, each
+# exported as its own part, results/fashion-methods/runs/seed-N:   make fashion-methods-table METHODS_SEEDS=0
+METHODS_SEEDS ?= 0 1 2
+fashion-methods-table: install
+	@for seed in $(METHODS_SEEDS); do \
+	    out=outputs/tables/fashion-methods/seed-$$seed; \
+	    run="$(PY) unlearn.py -m experiment=fashion_methods seed=$$seed trainer.enable_progress_bar=false"; \
+	    $$run hydra.sweep.dir=$$out/1-fixed && \
+	    $$run method=ssd,lfssd method.alpha=auto hydra.sweep.dir=$$out/2-auto && \
+	    $$run method=assd method.reference_split=retain,full hydra.sweep.dir=$$out/3-assd && \
+	    $(PY) -m unlearning.report.records export $$out fashion-methods --part seed-$$seed \
+	        --command "make fashion-methods-table METHODS_SEEDS='0 1 2'" \
+	    || exit 1; \
+	done
+	$(PY) -m unlearning.report.records sync
 
 # U-LiRA on the benchmark (docs/evaluation.md): 8 shadow models on random halves of D, each unlearning the
 # 100-image request of training seed 0, for the original (nothing unlearned), SSD and LFSSD; the shadows

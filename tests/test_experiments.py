@@ -64,11 +64,16 @@ def test_experiment_sweeps_models_methods_targets_and_seeds(name):
         return
     if name.startswith("fashion_"):  # the benchmark's tables: SSD and LFSSD against retraining, over seeds
         cfg = compose_config("unlearn", [f"experiment={name}"])
-        expected = ({"finetune", "amnesiac", "ga", "neggrad_plus", "l1sparse", "fisher"}
-                    if name == "fashion_baselines" else {"ssd", "lfssd"})
+        baselines = {"finetune", "amnesiac", "ga", "neggrad_plus", "l1sparse", "fisher"}
+        expected = {"fashion_baselines": baselines,
+                    "fashion_methods": PAPER_METHODS | baselines | {"lfssd", "scrub", "salun", "jit"}
+                    }.get(name, {"ssd", "lfssd"})
         assert expected <= set(axes["method"]) and axes["model"] == ["resnet18"]
         assert cfg.dataset.name == "fashion_mnist" and cfg.evaluation.reference == "retrain"
-        if cfg.task.name == "fullclass":
+        if name == "fashion_methods":  # one class, every method at its defaults, cold runs
+            assert "task.forget" not in axes and cfg.task.forget == "Shirt" and cfg.cache is False
+            assert "method.alpha" not in axes
+        elif cfg.task.name == "fullclass":
             assert len(axes["task.forget"]) == 10 and set(axes["method.alpha"]) == {"10", "auto"}
         assert name in str(cfg.hydra.sweep.dir)
         return
