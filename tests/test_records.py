@@ -7,6 +7,7 @@ hand, a record changed without its table, or a report change that moves a number
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,45 @@ def test_the_check_finds_a_table_edited_by_hand(tmp_path):
     doc.write_text(f"<!-- table: {name} no such table -->\n|x|\n<!-- /table -->\n")
     with pytest.raises(UserError, match="not in its records"):
         records.sync(root=tmp_path, write=False)
+
+
+def test_a_figure_quoted_in_prose_is_checked_and_rewritten_from_its_records(tmp_path):
+    """A prose figure (one cell, its row chosen by other columns) is held to its records like a table."""
+    table = ("| forget | method | MIA AUC |\n|:--|:--|--:|\n| 3 | baseline | 0.613 ± 0.022 |\n"
+             "| 3 | ssd | 0.540 ± 0.010 |\n\n| method | runs |\n|:--|--:|\n| ssd | 3 |\n")
+    tables = {"fake": {"fake-table": table}}
+    prose = "the attack reads AUC <!-- value: fake fake-table | method=baseline | MIA AUC -->{}<!-- /value --> here"
+    assert records.render_blocks(prose.format("0.5"), tables, Path("doc")) == prose.format("0.613 ± 0.022")
+    assert records.render_blocks(prose.format(""), tables, Path("doc")) == prose.format("0.613 ± 0.022")
+    two_tables = "<!-- value: fake fake-table | method=ssd | runs -->x<!-- /value -->"
+    assert records.render_blocks(two_tables, tables, Path("doc")) == two_tables.replace("x", "3")
+    with pytest.raises(UserError, match="2 rows"):  # a row that the selector does not single out
+        records.render_blocks("<!-- value: fake fake-table | forget=3 | MIA AUC -->x<!-- /value -->", tables, Path("d"))
+    with pytest.raises(UserError, match="0 rows"):
+        records.render_blocks("<!-- value: fake fake-table | method=lfssd | MIA AUC -->x<!-- /value -->", tables, Path("d"))
+    with pytest.raises(UserError, match="not in its records"):
+        records.render_blocks("<!-- value: fake other | method=ssd | runs -->x<!-- /value -->", tables, Path("d"))
+
+
+def test_the_check_finds_a_prose_figure_edited_by_hand(tmp_path):
+    """``check`` and ``sync`` hold a prose figure to real committed records (the smallest folder, copied)."""
+    results = records.RESULTS
+    names = [p.name for p in results.iterdir() if (p / "runs").is_dir()] if results.is_dir() else []
+    if not names:
+        pytest.skip("no committed records yet")
+    name = min(names, key=lambda n: sum(1 for _ in (results / n / "runs").rglob("*.json")))
+    shutil.copytree(results / name / "runs", tmp_path / "results" / name / "runs")
+    table_name, table = next(iter(records.tables_of(name, results=tmp_path / "results").items()))
+    row = next(iter(records.markdown_rows(table)))
+    last = list(row)[-1]
+    selector = ", ".join(f"{k}={v}" for k, v in row.items() if k != last and v and not set(",=") & set(v))
+    (tmp_path / "docs").mkdir()
+    doc = tmp_path / "README.md"
+    doc.write_text(f"reads <!-- value: {name} {table_name} | {selector} | {last} -->edited<!-- /value -->.\n")
+    assert records.sync(root=tmp_path, results=tmp_path / "results", write=False), "an edited figure must be reported"
+    records.sync(root=tmp_path, results=tmp_path / "results", write=True)
+    assert f"-->{row[last]}<!-- /value -->." in doc.read_text()
+    assert records.sync(root=tmp_path, results=tmp_path / "results", write=False) == []
 
 
 def test_export_copies_records_without_weights(tmp_path):

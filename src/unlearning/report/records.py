@@ -11,6 +11,12 @@ of them. README.md and docs/ embed a table between two markers::
 
 (the folder name, then the report's table name, as ``python -m unlearning.report`` prints it;
 the name ``demo-output`` embeds what ``make demo`` prints for a demo sweep's records instead).
+A figure quoted in prose is embedded the same way, as one cell of such a table, chosen by the
+values of other columns in its row::
+
+    the attack reads AUC <!-- value: fashion-random fashion_random-resnet18 | method=baseline | MIA AUC -->0.613 ± 0.022<!-- /value -->
+
+so that prose cannot drift from the records either.
 
     python -m unlearning.report.records export SWEEP_DIR NAME   # copy a finished sweep's records in
     python -m unlearning.report.records export SWEEP_DIR NAME --part seed-0   # one part of a table swept in parts
@@ -40,6 +46,9 @@ RESULTS = ROOT / "results"
 DOCUMENTS = ("README.md", "docs")
 #: An embedded table; the body may be empty (a new block that ``make tables`` fills).
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<body>.*?)(\n?<!-- /table -->)", re.S)
+#: A figure quoted in prose: one cell of an embedded table, the row chosen by ``column=value`` pairs.
+VALUE = re.compile(r"(<!-- value: (?P<name>[\w.-]+) (?P<table>[^|>]+?) \| (?P<row>[^|>]+?) \| (?P<column>[^|>]+?) -->)"
+                   r"(?P<body>[^<]*)(<!-- /value -->)")
 #: A run's record: unlearn.py's results.json, or an audit's (audit.py: ulira.json, challenge.json).
 RECORD_FILES = ("results.json", "ulira.json", "challenge.json")
 KEEP = (*RECORD_FILES, ".hydra/overrides.yaml")
@@ -119,11 +128,40 @@ def documents(root: Path = ROOT) -> Iterable[Path]:
 
 
 def embedded(text: str) -> list[re.Match]:
-    return list(BLOCK.finditer(text))
+    """Every embedded table and every embedded prose figure of ``text``."""
+    return [*BLOCK.finditer(text), *VALUE.finditer(text)]
+
+
+def markdown_rows(table: str) -> Iterable[dict[str, str]]:
+    """The rows of every pipe table in ``table`` (a report's table may hold several), as {column: cell}."""
+    header: list[str] | None = None
+    for line in [*table.splitlines(), ""]:
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif not all(set(cell) <= set(":-") for cell in cells):
+            yield dict(zip(header, cells, strict=False))
+
+
+def cell(table: str, row: str, column: str, where: str) -> str:
+    """The one cell of ``column`` in the row that ``row`` (``col=value, ...``) selects; anything else is an error."""
+    try:
+        wanted = dict(pair.split("=", 1) for pair in (p.strip() for p in row.split(",")) if pair)
+    except ValueError:
+        raise UserError(f"{where}: row selector {row!r} must be column=value pairs separated by commas") from None
+    wanted = {key.strip(): value.strip() for key, value in wanted.items()}
+    found = [r[column] for r in markdown_rows(table)
+             if column in r and all(r.get(key) == value for key, value in wanted.items())]
+    if len(found) != 1:
+        raise UserError(f"{where}: {len(found)} rows have {column!r} where {row!r} (one is needed)")
+    return found[0]
 
 
 def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, results: Path = RESULTS) -> str:
-    """``text`` with every embedded table replaced by what its records make; unknown names are errors."""
+    """``text`` with every embedded table and prose figure replaced by what its records make; unknown names are errors."""
     def replace(match: re.Match) -> str:
         name, table = match["name"], match["table"].strip()
         if table == DEMO_OUTPUT:  # the demo's printed output, made from the demo sweep's records
@@ -138,7 +176,14 @@ def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, res
             raise UserError(f"{where}: the embedded table {name} {table!r} is not in its records; tables there: {known}")
         return f"{match.group(1)}{tables[name][table].strip()}\n<!-- /table -->"
 
-    return BLOCK.sub(replace, text)
+    def replace_value(match: re.Match) -> str:
+        name, table = match["name"], match["table"].strip()
+        if table not in tables.get(name, {}):
+            raise UserError(f"{where}: the embedded figure's table {name} {table!r} is not in its records")
+        value = cell(tables[name][table], match["row"], match["column"].strip(), f"{where} ({name} {table})")
+        return f"{match.group(1)}{value}<!-- /value -->"
+
+    return VALUE.sub(replace_value, BLOCK.sub(replace, text))
 
 
 def all_tables(names: Iterable[str], results: Path, scratch: Path | None) -> dict[str, dict[str, str]]:
