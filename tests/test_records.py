@@ -142,3 +142,24 @@ def test_runs_exported_whole_with_free_names_are_not_parts(tmp_path):
     with pytest.raises(UserError, match="exported whole"):
         records.export(_sweep_with_one_run(tmp_path / "s0", 0), "table", results=results, part="seed-0")
     assert sorted(p.name for p in runs.iterdir()) == ["0-baseline", "1-ssd"], "a refused export changes nothing"
+
+
+def test_a_bench_figure_is_read_from_the_bench_records_and_its_mistakes_named(tmp_path):
+    """``<!-- bench: ENTRY PATH | FORMAT -->`` holds a ratio quoted from bench/results.json to that file."""
+    bench = tmp_path / "results.json"
+    bench.write_text('{"cpu": {"ssd": {"ssd_vs_bare": 1.00071}, "runs": [{"mb": 198.49}, {"mb": 211.25}]}}')
+    text = "SSD / bare <!-- bench: cpu ssd.ssd_vs_bare | .3f -->{}<!-- /bench -->, <!-- bench: cpu runs.1.mb | .0f -->{}<!-- /bench --> MB"
+    assert records.render_blocks(text.format("0.9", "7"), {}, Path("doc"), bench=bench) == text.format("1.001", "211")
+    mistakes = [("cpu ssd.nothing | .3f", "has no 'ssd.nothing'"), ("gpu ssd.ssd_vs_bare | .3f", "no entry 'gpu'"),
+                ("cpu ssd | .3f", "not a number"), ("cpu runs.5.mb | .1f", "stopped at '5'"),
+                ("cpu ssd.ssd_vs_bare | .3q", "bad format")]
+    for marker, message in mistakes:
+        with pytest.raises(UserError, match=message):
+            records.render_blocks(f"<!-- bench: {marker} -->x<!-- /bench -->", {}, Path("doc"), bench=bench)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "results.json").write_text(bench.read_text())
+    (tmp_path / "README.md").write_text(text.format("1.001", "212"))  # one figure edited by hand
+    assert records.sync(root=tmp_path, results=tmp_path / "results", write=False), "an edited bench figure is found"
+    records.sync(root=tmp_path, results=tmp_path / "results", write=True)
+    assert (tmp_path / "README.md").read_text() == text.format("1.001", "211")

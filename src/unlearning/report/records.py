@@ -16,7 +16,11 @@ values of other columns in its row::
 
     the attack reads AUC <!-- value: fashion-random fashion_random-resnet18 | method=baseline | MIA AUC -->0.613 ± 0.022<!-- /value -->
 
-so that prose cannot drift from the records either.
+so that prose cannot drift from the records either. A figure of ``bench/results.json`` (what ``make
+bench`` and ``python -m bench.recipe`` record) is embedded by its entry, its path inside it and a
+Python format::
+
+    SSD / a bare loop <!-- bench: cpu ssd.ssd_vs_bare | .3f -->1.001<!-- /bench -->
 
     python -m unlearning.report.records export SWEEP_DIR NAME   # copy a finished sweep's records in
     python -m unlearning.report.records export SWEEP_DIR NAME --part seed-0   # one part of a table swept in parts
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import re
 import shutil
 import sys
@@ -49,6 +54,10 @@ BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<
 #: A figure quoted in prose: one cell of an embedded table, the row chosen by ``column=value`` pairs.
 VALUE = re.compile(r"(<!-- value: (?P<name>[\w.-]+) (?P<table>[^|>]+?) \| (?P<row>[^|>]+?) \| (?P<column>[^|>]+?) -->)"
                    r"(?P<body>[^<]*)(<!-- /value -->)")
+#: A figure of the committed benchmark records: an entry of bench/results.json, a dotted path inside it, a format.
+BENCH = re.compile(r"(<!-- bench: (?P<key>[^\s|>]+) (?P<path>[^\s|>]+) \| (?P<format>[^|>]+?) -->)"
+                   r"(?P<body>[^<]*)(<!-- /bench -->)")
+BENCH_RECORDS = ROOT / "bench" / "results.json"
 #: A run's record: unlearn.py's results.json, or an audit's (audit.py: ulira.json, challenge.json).
 RECORD_FILES = ("results.json", "ulira.json", "challenge.json")
 KEEP = (*RECORD_FILES, ".hydra/overrides.yaml")
@@ -129,7 +138,27 @@ def documents(root: Path = ROOT) -> Iterable[Path]:
 
 def embedded(text: str) -> list[re.Match]:
     """Every embedded table and every embedded prose figure of ``text``."""
-    return [*BLOCK.finditer(text), *VALUE.finditer(text)]
+    return [*BLOCK.finditer(text), *VALUE.finditer(text), *BENCH.finditer(text)]
+
+
+def bench_figure(records: dict, key: str, path: str, spec: str, where: str) -> str:
+    """The number at ``path`` (dotted; list positions as integers) in entry ``key`` of the bench records, formatted."""
+    if key not in records:
+        raise UserError(f"{where}: bench/results.json has no entry {key!r}; entries: {', '.join(records)}")
+    value: object = records[key]
+    for step in path.split("."):
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            raise UserError(f"{where}: bench/results.json's {key!r} has no {path!r} (stopped at {step!r})")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserError(f"{where}: bench/results.json's {key} {path} is {value!r}, not a number")
+    try:
+        return format(value, spec.strip())
+    except ValueError as error:
+        raise UserError(f"{where}: bad format {spec.strip()!r} for {key} {path}: {error}") from None
 
 
 def markdown_rows(table: str) -> Iterable[dict[str, str]]:
@@ -160,7 +189,8 @@ def cell(table: str, row: str, column: str, where: str) -> str:
     return found[0]
 
 
-def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, results: Path = RESULTS) -> str:
+def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, results: Path = RESULTS,
+                  bench: Path = BENCH_RECORDS) -> str:
     """``text`` with every embedded table and prose figure replaced by what its records make; unknown names are errors."""
     def replace(match: re.Match) -> str:
         name, table = match["name"], match["table"].strip()
@@ -183,7 +213,18 @@ def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, res
         value = cell(tables[name][table], match["row"], match["column"].strip(), f"{where} ({name} {table})")
         return f"{match.group(1)}{value}<!-- /value -->"
 
-    return VALUE.sub(replace_value, BLOCK.sub(replace, text))
+    bench_records: dict | None = None
+
+    def replace_bench(match: re.Match) -> str:
+        nonlocal bench_records
+        if bench_records is None:
+            if not bench.is_file():
+                raise UserError(f"{where}: embeds a bench figure but {bench} does not exist")
+            bench_records = json.loads(bench.read_text())
+        value = bench_figure(bench_records, match["key"], match["path"], match["format"], str(where))
+        return f"{match.group(1)}{value}<!-- /bench -->"
+
+    return BENCH.sub(replace_bench, VALUE.sub(replace_value, BLOCK.sub(replace, text)))
 
 
 def all_tables(names: Iterable[str], results: Path, scratch: Path | None) -> dict[str, dict[str, str]]:
@@ -203,7 +244,7 @@ def sync(root: Path = ROOT, results: Path = RESULTS, write: bool = True) -> list
             text = document.read_text()
             if not embedded(text):
                 continue
-            new = render_blocks(text, tables, document, results)
+            new = render_blocks(text, tables, document, results, root / "bench" / "results.json")
             if new != text:
                 differences.append("".join(difflib.unified_diff(
                     text.splitlines(keepends=True), new.splitlines(keepends=True),
