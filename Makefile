@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEVICE ?= cpu
 
-.PHONY: install fashion-data demo test test-e2e test-all test-slow test-slurm lint bench recipe digits-table fashion-fullclass-table fashion-subclass-table fashion-methods-table fashion-ulira-table fashion-random-table fashion-random-100-table fashion-baselines-table digits-methods-table digits-zeroshot-table digits-poison-table digits-subclass-table tables clean-outputs
+.PHONY: install fashion-data demo test test-e2e test-all test-slow test-slurm lint bench recipe digits-table fashion-fullclass-table fashion-subclass-table fashion-methods-table fashion-ulira-table fashion-random-table fashion-random-100-table fashion-random-auto-table fashion-baselines-table digits-methods-table digits-zeroshot-table digits-poison-table digits-subclass-table tables clean-outputs
 
 # Creates .venv and installs the package with its dev tools; quick when nothing changed.
 install: $(STAMP) fashion-data
@@ -75,11 +75,13 @@ tables: install
 #   make fashion-fullclass-table FULLCLASS_SEEDS=1
 FULLCLASS_SEEDS ?= 0 1 2
 # A table swept one training seed per sitting: $(1) the experiment, $(2) its records' name under results/
-# and outputs/tables/, $(3) the seeds, $(4) the command stored in command.txt. Each seed is exported as
-# its own part, results/$(2)/runs/seed-N, then every embedded table is regenerated.
+# and outputs/tables/, $(3) the seeds, $(4) the command stored in command.txt, $(5) overrides added to the
+# experiment (optional). Each seed is exported as its own part, results/$(2)/runs/seed-N, then every
+# embedded table is regenerated.
+comma := ,
 define per_seed_table
 @for seed in $(3); do \
-    $(PY) unlearn.py -m experiment=$(1) seed=$$seed trainer.enable_progress_bar=false \
+    $(PY) unlearn.py -m experiment=$(1) seed=$$seed $(5) trainer.enable_progress_bar=false \
         hydra.sweep.dir=outputs/tables/$(2)/seed-$$seed && \
     $(PY) -m unlearning.report.records export outputs/tables/$(2)/seed-$$seed \
         $(2) --part seed-$$seed --command "$(4)" \
@@ -145,6 +147,16 @@ fashion-random-100-table: install
 	$(PY) -m unlearning.report.records export outputs/tables/fashion-random-100 fashion-random-100 \
 	    --command "make fashion-random-100-table"
 	$(PY) -m unlearning.report.records sync
+
+# The hands-free mode on the same random requests (issue 31): SSD and LFSSD with method.alpha=auto, which
+# aims Df at the validation split's accuracy (docs/auto_ssd.md), 1,000 and 100 images against the same
+# references as fashion-random-table and fashion-random-100-table (trained here when missing: 4 runs and 2
+# references, about 20 minutes a seed on 2 cores), one training seed per sitting, each a part of
+# results/fashion-random-auto:
+#   make fashion-random-auto-table RANDOM_AUTO_SEEDS=0
+RANDOM_AUTO_SEEDS ?= 0 1 2
+fashion-random-auto-table: install
+	$(call per_seed_table,fashion_random,fashion-random-auto,$(RANDOM_AUTO_SEEDS),make fashion-random-auto-table RANDOM_AUTO_SEEDS='0 1 2',task.n_forget=1000$(comma)100 method=ssd$(comma)lfssd method.alpha=auto)
 
 # The benchmark's baselines on the same random-forgetting requests (README "Results on Fashion-MNIST"):
 # FT, RL, GA, NegGrad+, l1-sparse and IU over training seeds 0-2, against the same references (18 runs,

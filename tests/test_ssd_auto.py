@@ -4,6 +4,7 @@ and never reads test data."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -174,6 +175,9 @@ def test_auto_settings_mistakes_are_user_errors():
         SearchedAlpha(retain_tolerance=2)
     with pytest.raises(ValueError, match="scopes"):
         SearchedAlpha(scopes=[0.0])
+    with pytest.raises(ValueError, match=r"target_from_validation=\('fullclass',\).*valid: random, subclass"):
+        SearchedAlpha(target_from_validation=["fullclass"])
+    assert SearchedAlpha(target_from_validation="random").settings.target_from_validation == ("random",)
     with pytest.raises(TypeError, match="forget_targt"):
         SearchedAlpha(forget_targt=0.1)
     with pytest.raises(UserError, match="auto"):
@@ -248,24 +252,85 @@ def test_work_budget_stops_the_search(search_inputs):
     assert info["n_trials"] == 3 and info["work"]["cost_ratio"] == pytest.approx(2.0)
 
 
-def test_random_forgetting_keeps_the_papers_setting_and_says_so(search_inputs, trained_root, caplog):
-    """task=random is not searched (its target would over-forget, docs/auto_ssd.md): the auto mode
-    dampens exactly as alpha 10, lambda 1 would and records that it did not search."""
-    from unlearning.methods.ssd import DampeningRequest, SearchedAlpha
+def _request(trained_root, *overrides):
+    """A data module's DampeningRequest for a digits request (``overrides`` pick the task)."""
+    from unlearning.methods.ssd import DampeningRequest
 
-    model, full, forget, _ = search_inputs
-    cfg = compose_config("unlearn", ["task=random", "method.alpha=auto", f"paths.root_dir={trained_root}", *QUIET])
+    cfg = compose_config("unlearn", [*overrides, "method.alpha=auto", f"paths.root_dir={trained_root}", *QUIET])
     data = build_datamodule(cfg, build_task(cfg))
     data.setup()
+    return data, DampeningRequest.from_datamodule(data, "ssd")
+
+
+def _accuracy(model, dataset) -> float:
+    logits, labels = predict(model, torch.utils.data.DataLoader(dataset, batch_size=50))
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def test_random_forgetting_aims_at_what_the_model_does_on_unseen_images(search_inputs, trained_root):
+    """task=random: forgotten = Df recognised no better than the validation split (what a model that
+    never saw Df does with it), not "Df's predictions changed", which over-forgets samples a retrained
+    model still classifies; the search stops at the largest alpha that reaches it (docs/auto_ssd.md)."""
+    from unlearning.methods.ssd import SearchedAlpha
+
+    model, full, forget, _ = search_inputs
+    data, request = _request(trained_root, "task=random", "task.n_forget=100")
+    settings = AutoSettings(max_steps=1, scopes=(1.0,), retain_samples=64, forget_samples=100, max_cost=50.0)
+    info = SearchedAlpha(settings).dampen(copy.deepcopy(model), full, forget, request)
+    unseen = _accuracy(model, data.dataset("val"))
+    assert info["target"] == {"kind": "validation accuracy", "split": "val", "images": len(data.indices("val")),
+                              "forget_target": pytest.approx(unseen)}
+    assert 0.5 < unseen < 1 and info["settings"]["forget_target"] == pytest.approx(unseen)
+    assert info["searched"] is True and info["n_trials"] >= 2
+    reached = [t for t in info["trials"] if t["forget_kept"] <= unseen and t["retain_changed"] <= 0.02]
+    assert info["target_reached"] is bool(reached)
+    if reached:  # the least dampening that reaches the target: the largest such alpha
+        assert info["chosen_alpha"] == max(t["alpha"] for t in reached)
+
+
+def test_random_forgetting_without_its_target_keeps_the_papers_setting_and_says_so(search_inputs, trained_root,
+                                                                                   caplog):
+    """With random forgetting left out of target_from_validation (or no validation split) the auto
+    mode dampens exactly as alpha 10, lambda 1 would and records that it did not search."""
+    from unlearning.methods.ssd import SearchedAlpha
+
+    model, full, forget, _ = search_inputs
+    _, request = _request(trained_root, "task=random")
     auto, paper = copy.deepcopy(model), copy.deepcopy(model)
     with caplog.at_level("WARNING"):
-        info = SearchedAlpha(AutoSettings()).dampen(auto, full, forget, DampeningRequest.from_datamodule(data, "ssd"))
+        info = SearchedAlpha(AutoSettings(target_from_validation=("subclass",))).dampen(auto, full, forget, request)
     changed = info["parameters_changed"]
     assert changed == dampen(paper, full, forget, 10.0, 1.0) > 0
     for (name, a), (_, b) in zip(auto.named_parameters(), paper.named_parameters(), strict=True):
         assert torch.equal(a, b), name
     assert info["searched"] is False and (info["chosen_alpha"], info["chosen_lambda"]) == (10.0, 1.0)
     assert "random" in info["reason"] and "random" in caplog.text
+
+
+def test_sub_class_target_from_validation_is_opt_in_and_too_few_images_fall_back(trained_root, coarse_checkpoint,
+                                                                                  caplog):
+    """task=subclass aims at forget_target by default (retraining forgets a digit almost entirely);
+    opted in, its target is the original's accuracy on the validation images of the sub-class; with
+    fewer than min_validation_images of them the run says so and aims at forget_target."""
+    from unlearning.methods.ssd import SearchedAlpha
+
+    data, request = _request(trained_root, "task=subclass")
+    state, _ = load_checkpoint(coarse_checkpoint)
+    model = load_into(build_model(compose_config("unlearn", ["task=subclass"]), data.num_classes, data.channels),
+                      state, "coarse digits").eval()
+    forget_val = data.dataset("forget_val")
+    assert 0 < len(forget_val) < len(data.dataset("val"))
+    assert SearchedAlpha(AutoSettings()).unseen_target(model, request) is None
+    opted_in = AutoSettings(target_from_validation=("random", "subclass"), min_validation_images=len(forget_val))
+    target = SearchedAlpha(opted_in).unseen_target(model, request)
+    assert target == {"kind": "validation accuracy", "split": "forget_val", "images": len(forget_val),
+                      "forget_target": pytest.approx(_accuracy(model, forget_val))}
+    assert target["forget_target"] > 0.8  # the coarse model recognises the digit's validation images
+    with caplog.at_level("WARNING"):
+        strict = SearchedAlpha(replace(opted_in, min_validation_images=len(forget_val) + 1))
+        assert strict.unseen_target(model, request) is None
+    assert f"{len(forget_val)} validation images like Df's" in caplog.text
+    assert SearchedAlpha(opted_in).unseen_target(model, _request(trained_root)[1]) is None  # full class
 
 
 def test_a_missed_target_is_said_at_run_time(search_inputs, trained_root, caplog):
@@ -294,7 +359,7 @@ def test_a_missed_target_is_said_at_run_time(search_inputs, trained_root, caplog
 def test_class_coherent_reference_is_for_class_and_sub_class_requests(reference, task, by_class):
     """Full-class and sub-class requests compare with imp_D over batches of one model class (sub-class:
     6 and 5 of 15 digits requests match retraining against 3 and 3 with the paper's imp_D,
-    results/digits-ssd-subclass); random samples are not searched and keep the paper's imp_D;
+    results/digits-ssd-subclass); random samples have no class to batch by and keep the paper's imp_D;
     reference=mixed opts both out (docs/auto_ssd.md)."""
     from unlearning.methods.ssd import SearchedAlpha
 

@@ -29,7 +29,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -69,7 +69,9 @@ class DampeningRequest:
     0's, broadcast); ``refresh_forget`` recomputes imp_Df on the model as it is now (the
     search dampens in steps; None: it cannot); ``is_zero`` says whether this process logs.
     ``validation_data`` is the validation split, held out of the training data (None or empty
-    when the dataset has none): a guard may read it; nothing here ever reads test data.
+    when the dataset has none), ``forget_validation_data`` its images of what is forgotten (a
+    sub-class's; empty for random forgetting): a guard or a target may read them; nothing here
+    ever reads test data.
     """
 
     task: str | None
@@ -81,6 +83,7 @@ class DampeningRequest:
     forget_data: Any = None
     retain_data: Any = None
     validation_data: Any = None
+    forget_validation_data: Any = None
     agree: Callable[[Any], Any] = field(default=lambda choice: choice)
     refresh_forget: Callable[[nn.Module], Importances] | None = None
     is_zero: bool = True
@@ -97,15 +100,16 @@ class DampeningRequest:
         return cls(task=getattr(getattr(data, "task", None), "name", None), variant=variant, batch_size=batch_size,
                    n_full=len(data.indices("full")), n_forget=len(data.indices("forget")),
                    n_retain=len(data.indices("retain")), forget_data=data.dataset("forget"),
-                   retain_data=data.dataset("retain"), validation_data=validation_of(data), **options)
+                   retain_data=data.dataset("retain"), validation_data=validation_of(data),
+                   forget_validation_data=validation_of(data, "forget_val"), **options)
 
 
-def validation_of(data: Any) -> Any:
-    """The data module's validation split (clean labels, never poisoned or dropped), or None without one."""
+def validation_of(data: Any, split: str = "val") -> Any:
+    """A split of the data module's validation side (clean labels, never poisoned or dropped), or None without one."""
     bundle = getattr(data, "bundle", None)
     if bundle is not None and not bundle.has_validation:
         return None
-    return data.dataset("val")
+    return data.dataset(split)
 
 
 class AlphaPolicy(ABC):
@@ -212,10 +216,12 @@ class PercentileAlpha(AlphaPolicy):
 
 #: Tasks whose search uses the class-coherent imp_D with ``reference=by-class`` (see :meth:`SearchedAlpha.reference`).
 CLASS_REFERENCE_TASKS = ("fullclass", "subclass")
-# What the automatic mode does for tasks it cannot aim at: the paper's ResNet18 setting.
+# What the automatic mode does for tasks it cannot aim at (random forgetting without a validation
+# split to set its target, or with target_from_validation not naming it): the paper's ResNet18 setting.
 PAPER_ALPHA, PAPER_LAMBDA = 10.0, 1.0
-NOT_SEARCHED = {"random": "random-sample forgetting has no class whose predictions should change; "
-                          "the paper's alpha 10, lambda 1 is used (docs/auto_ssd.md)"}
+NOT_SEARCHED = {"random": "random-sample forgetting has no class whose predictions should change and no validation "
+                          "split to say how well unseen images are recognised; the paper's alpha 10, lambda 1 is "
+                          "used (docs/auto_ssd.md)"}
 
 
 def shortfall(info: dict[str, Any], settings: AutoSettings) -> str:
@@ -248,9 +254,13 @@ class SearchedAlpha(AlphaPolicy):
     every class uses and turns alpha into a knife edge. Sub-class requests use it too, in
     batches of one model class (a coarse label). ``reference=mixed`` searches with the paper's imp_D.
 
-    Random-sample forgetting is not searched: "Df's predictions changed" is right for a class
-    but wrong for a few random samples, which a model that never saw them would still
-    classify like unseen data; the paper's alpha 10, lambda 1 is applied and the run says so.
+    What counts as forgotten depends on the task. A whole class or a sub-class: at most
+    ``forget_target`` of Df keeps its original prediction. Random samples
+    (``target_from_validation``): Df recognised no better than the validation split
+    (:meth:`unseen_target`), because a model that never saw a few random samples still classifies
+    them like unseen data. Sub-classes may opt in to the same kind of target (their validation
+    images); without enough validation images a random request falls back to the paper's alpha 10,
+    lambda 1 (``NOT_SEARCHED``) and a sub-class request to ``forget_target``; the run says so.
     """
 
     name = "auto"
@@ -271,9 +281,47 @@ class SearchedAlpha(AlphaPolicy):
         """
         return ReferenceSplit(by_class=self.settings.reference == "by-class" and task in CLASS_REFERENCE_TASKS)
 
+    def unseen_target(self, model: nn.Module, request: DampeningRequest) -> dict[str, Any] | None:
+        """What retraining leaves of Df, estimated from validation data, for the tasks that aim at it.
+
+        A model retrained without a few random samples classifies them like any unseen image, and
+        one retrained without a sub-class may still recognise many of its images through their
+        siblings (which keep the shared label): the right target is then not "Df's predictions all
+        changed" but "Df is recognised no better than images of its kind the model never trained
+        on". The original model's accuracy on such images (all of the validation split for random
+        samples; the split's images of the sub-class, opt-in) estimates that from above: retraining
+        can only lose what the model knew of Df, and for a sub-class it may also lose what
+        generalised from it, which on digits is nearly everything (docs/auto_ssd.md, step 8). None:
+        the task aims at the fixed ``forget_target``, or too few validation images (then
+        ``forget_target`` too, with a warning).
+        """
+        s = self.settings
+        if request.task not in s.target_from_validation:
+            return None
+        images = request.forget_validation_data if request.task == "subclass" else request.validation_data
+        count = 0 if images is None else len(images)
+        if count < s.min_validation_images:
+            if request.is_zero:
+                log.warning("method.alpha=auto: %d validation images like Df's (need %d) to estimate what retraining "
+                            "leaves of Df; aiming at forget_target=%g instead (dataset.split.validation sizes the "
+                            "validation split).", count, s.min_validation_images, s.forget_target)
+            return None
+        accuracy = request.agree(dataset_accuracy(model, images, request.batch_size))
+        return {"kind": "validation accuracy", "split": "forget_val" if request.task == "subclass" else "val",
+                "images": count, "forget_target": accuracy}
+
     def dampen(self, model, reference, forget, request) -> dict[str, Any]:
         s = self.settings
-        if request.task in NOT_SEARCHED:
+        target = self.unseen_target(model, request)
+        if target is not None:
+            if target["forget_target"] >= 1.0:  # every unseen image like Df's is recognised: retraining would too
+                return {"alpha": AUTO, "lambda": None, "searched": False, "target": target,
+                        "reason": "the original model classifies validation images like Df's without error, so "
+                                  "a retrained model would too: nothing to forget",
+                        "chosen_alpha": None, "chosen_lambda": None, "n_steps": 0, "n_trials": 0,
+                        "parameters_changed": 0}
+            s = replace(s, forget_target=target["forget_target"])
+        elif request.task in NOT_SEARCHED:
             if request.is_zero:  # once, not once per DDP process
                 log.warning("method.alpha=auto: %s.", NOT_SEARCHED[request.task])
             changed = apply_dampening(model, reference, forget, PAPER_ALPHA, PAPER_LAMBDA)
@@ -292,7 +340,7 @@ class SearchedAlpha(AlphaPolicy):
             # LFSSD's grouping predicted every sample of D once: counted (cache hit or not, so the
             # search does the same trials either way) against the same budget as the trials.
             grouping_work = float(request.n_full) if by_class and request.grouped_by == "predicted class" else 0.0
-            search.spent += grouping_work
+            search.spent += grouping_work + (target["images"] if target else 0.0)  # the target's forward pass
             info = search.run(model, reference, forget, probe, request.agree, request.refresh_forget,
                               refresh_cost=3.0 * request.n_forget)
         info["reference"] = {
@@ -300,6 +348,7 @@ class SearchedAlpha(AlphaPolicy):
             "grouped_by": request.grouped_by if by_class else None,
             "grouping_work": grouping_work,
         }
+        info["target"] = target or {"kind": "fixed", "forget_target": s.forget_target}
         if not info["target_reached"] and request.is_zero:
             log.warning("method.alpha=auto: %s", shortfall(info, s))
         return {**info, "alpha": AUTO, "lambda": info.get("chosen_lambda")}
