@@ -9,6 +9,7 @@ import torch
 
 from bench.many import bench_many
 from bench.training import bench_training
+from tests.conftest import ROOT
 
 
 def test_python_m_bench_runs_ssd_and_its_grid_on_a_tiny_workload(tmp_path, capsys):
@@ -56,3 +57,25 @@ def test_many_section_trains_stacked_models_like_separate_ones():
     for row in rows:  # the same batches and optimiser: vmapped training equals one-at-a-time within float tolerance
         assert row["max_weight_difference"] < 1e-4, row
         assert row["stacked_s"] > 0 and row["one_at_a_time_s"] > 0
+
+
+def test_subclass_target_bench_compares_training_only_estimates_with_the_retrained_records(trained_root, capsys):
+    """``python -m bench.subclass_target`` reads what each sub-class request's retrained reference did from
+    committed records and puts the training-only estimates beside it; on digits the original's validation
+    accuracy on the sub-class is far above what retraining leaves (why it is not the sub-class target)."""
+    from bench.subclass_target import LAYERS, main, retrained_by_request
+
+    records = ROOT / "results" / "digits-ssd-subclass"
+    retrained = retrained_by_request(records, seed=0)
+    assert sorted(retrained) == ["1", "3", "5", "7", "9"]
+    assert all(0 <= value <= 100 for row in retrained.values() for value in row.values())
+    assert main(["--dataset", "digits", "--records", str(records), "--root", str(trained_root)]) == 0
+    lines = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in capsys.readouterr().out.splitlines()
+             if line.split() and line.split()[0] in retrained}
+    assert sorted(lines) == sorted(retrained)
+    for forget, (df_test, df_train, validation, *knn) in lines.items():
+        assert (df_test, df_train) == (pytest.approx(retrained[forget]["Df-test"], abs=0.05),
+                                       pytest.approx(retrained[forget]["Df-train"], abs=0.05))
+        assert len(knn) == len(LAYERS) and all(0 <= x <= 100 for x in (validation, *knn))
+    assert lines["1"][2] - lines["1"][0] > 50, "the coarse model recognises digit 1's validation images; retraining does not"
+    assert main(["--dataset", "digits", "--records", str(records), "--seed", "7"]) == 2  # no such runs
