@@ -110,11 +110,11 @@ def measure(dataset: str, forget: str, seed: int, root: str) -> dict[str, float]
     retain_features, _ = features(model, retain_images)
     forget_features, _ = features(model, forget_images)
     _, val_predictions = features(model, val_images)
-    row = {"validation images": len(val_labels),
-           "validation accuracy": 100 * float((val_predictions == val_labels).mean())}
+    row = {"validation_images": len(val_labels),
+           "validation_accuracy": 100 * float((val_predictions == val_labels).mean())}
     for name in LAYERS:
         knn = KNeighborsClassifier(NEIGHBOURS).fit(retain_features[name], retain_labels)
-        row[f"kNN {name}"] = 100 * float((knn.predict(forget_features[name]) == forget_labels).mean())
+        row[f"knn_{name}"] = 100 * float((knn.predict(forget_features[name]) == forget_labels).mean())
     return row
 
 
@@ -126,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     rows = {}
-    columns = ("retrained Df-test", "retrained Df-train", "validation accuracy", *(f"kNN {n}" for n in LAYERS))
+    columns = ("retrained_df_test", "retrained_df_train", "validation_accuracy", *(f"knn_{n}" for n in LAYERS))
     print(f"{'request':<12}" + "".join(f"{c:>22}" for c in columns))
     for forget, reference in retrained.items():
         try:
-            row = {"retrained Df-test": reference["Df-test"], "retrained Df-train": reference["Df-train"],
+            row = {"retrained_df_test": reference["Df-test"], "retrained_df_train": reference["Df-train"],
                    **measure(args.dataset, forget, args.seed, args.root)}
         except FileNotFoundError as error:
             print(f"error: {error}", file=sys.stderr)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[forget] = row
         print(f"{forget:<12}" + "".join(f"{row[c]:>22.1f}" for c in columns), flush=True)
     for estimate in columns[2:]:
-        within = sum(abs(row[estimate] - row["retrained Df-test"]) <= 5 for row in rows.values())
+        within = sum(abs(row[estimate] - row["retrained_df_test"]) <= 5 for row in rows.values())
         print(f"{estimate}: within 5 points of the retrained Df-test on {within} of {len(rows)} requests")
     if args.write:
         path = ROOT / "bench" / "results.json"
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         results[f"explore:subclass-target-{args.dataset}-seed{args.seed}"] = {
             "records": str(args.records), "retain_sample": RETAIN_SAMPLE, "forget_sample": FORGET_SAMPLE,
             "neighbours": NEIGHBOURS, "requests": rows,
-            "within_5_points": {estimate: sum(abs(r[estimate] - r["retrained Df-test"]) <= 5 for r in rows.values())
+            "within_5_points": {estimate: sum(abs(r[estimate] - r["retrained_df_test"]) <= 5 for r in rows.values())
                                 for estimate in columns[2:]}}
         path.write_text(json.dumps(results, indent=2) + "\n")
     return 0

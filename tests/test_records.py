@@ -163,3 +163,15 @@ def test_a_bench_figure_is_read_from_the_bench_records_and_its_mistakes_named(tm
     assert records.sync(root=tmp_path, results=tmp_path / "results", write=False), "an edited bench figure is found"
     records.sync(root=tmp_path, results=tmp_path / "results", write=True)
     assert (tmp_path / "README.md").read_text() == text.format("1.001", "211")
+
+
+def test_a_malformed_marker_is_an_error_not_a_figure_left_unchecked():
+    """A marker the syntax does not match (a space in a bench path, a missing column) would silently never
+    be checked: it fails, naming its line; a marker quoted in backticks (documentation) is left alone."""
+    broken = "fine\n<!-- bench: cpu ssd.a b | .3f -->1<!-- /bench -->\n"
+    with pytest.raises(UserError, match=r"doc:2: a malformed <!-- bench"):
+        records.render_blocks(broken, {}, Path("doc"))
+    with pytest.raises(UserError, match=r"doc:1: a malformed <!-- value"):
+        records.render_blocks("<!-- value: fake fake-table | MIA AUC -->x<!-- /value -->", {}, Path("doc"))
+    quoted = "the syntax: `<!-- bench: ENTRY PATH | FORMAT -->` and `<!-- value: NAME TABLE | col=v | COLUMN -->`"
+    assert records.render_blocks(quoted, {}, Path("doc")) == quoted

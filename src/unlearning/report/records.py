@@ -224,6 +224,13 @@ def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, res
         value = bench_figure(bench_records, match["key"], match["path"], match["format"], str(where))
         return f"{match.group(1)}{value}<!-- /bench -->"
 
+    for kind, pattern in (("value", VALUE), ("bench", BENCH)):  # a marker the pattern misses would go unchecked
+        matched = {m.start() for m in pattern.finditer(text)}
+        unmatched = [m.start() for m in re.finditer(rf"(?<!`)<!-- {kind}: ", text) if m.start() not in matched]
+        if unmatched:
+            line = text.count("\n", 0, unmatched[0]) + 1
+            raise UserError(f"{where}:{line}: a malformed <!-- {kind}: ... --> marker (see python -m "
+                            "unlearning.report.records --help for the syntax): it would never be checked")
     return BENCH.sub(replace_bench, VALUE.sub(replace_value, BLOCK.sub(replace, text)))
 
 
