@@ -71,7 +71,7 @@ def measures(result: dict[str, Any]) -> dict[str, Any]:
 def auto_choice(v: dict[str, Any]) -> str:
     """What the automatic mode chose, in one cell."""
     if not v["searched"]:
-        return f"not searched: alpha {v['alpha']:g}"
+        return f"not searched: alpha {v['alpha']:g}" if isinstance(v["alpha"], int | float) else "not searched: nothing dampened"
     if not isinstance(v["alpha"], float):
         return f"none, {v['trials']} trials"
     return f"{v['alpha']:.3g}, {v['scope']}, {v['steps']}, {v['trials']}, {v['cost']:.2f}x"

@@ -51,6 +51,11 @@ def test_detailed_table_names_the_auto_choice_and_random_runs_that_were_not_sear
     assert main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "not searched: alpha 10" in out
+    _write(tmp_path, "1", method="ssd", task="random", forget="100 random samples (seed 0)", alpha="auto",
+           forget_test=float("nan"), retain_test=95.5,
+           info={"searched": False, "chosen_alpha": None, "n_trials": 0})  # the target said: nothing to forget
+    assert main([str(tmp_path)]) == 0
+    assert "not searched: nothing dampened" in capsys.readouterr().out
     assert main(["--compact", str(tmp_path)]) == 0
     compact = capsys.readouterr().out
     assert "Df-train % / Dr-test %" in compact and "| clean |" not in compact

@@ -364,3 +364,23 @@ def test_class_coherent_reference_is_for_class_and_sub_class_requests(reference,
     from unlearning.methods.ssd import SearchedAlpha
 
     assert SearchedAlpha(AutoSettings(reference=reference)).compared_with(task).by_class is by_class
+
+
+def test_random_request_whose_unseen_images_are_all_recognised_is_left_alone(search_inputs, trained_root):
+    """When the original classifies every validation image correctly, a retrained model would recognise Df
+    as well: nothing to forget, so nothing is dampened, and the record says why."""
+    from unlearning.methods.ssd import SearchedAlpha
+
+    model, full, forget, _ = search_inputs
+    data, request = _request(trained_root, "task=random", "task.n_forget=100")
+    validation = data.dataset("val")
+    logits, labels = predict(model, torch.utils.data.DataLoader(validation, batch_size=50))
+    recognised = torch.nonzero(logits.argmax(1) == labels).flatten().tolist()
+    assert len(recognised) >= 20  # enough for min_validation_images
+    request = replace(request, validation_data=torch.utils.data.Subset(validation, recognised))
+    untouched = copy.deepcopy(model)
+    info = SearchedAlpha(AutoSettings()).dampen(untouched, full, forget, request)
+    assert info["searched"] is False and info["parameters_changed"] == 0 and "nothing to forget" in info["reason"]
+    assert info["target"]["forget_target"] == 1.0 and info["target"]["images"] == len(recognised)
+    for (name, a), (_, b) in zip(untouched.named_parameters(), model.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
