@@ -8,7 +8,8 @@ of Df a model retrained without the sub-class would still put in its coarse clas
 retrained without one digit of a pair forgets it almost entirely, one retrained without Sneaker
 still calls every sneaker footwear (docs/auto_ssd.md, step 8). This measures two candidate
 estimates that read only training data (never test data, never the reference) against what the
-committed records say the retrained reference of the same training seed did:
+committed records say the retrained reference of the same training seed did with Df-train (images it
+never trained on; its Df-test is printed beside it, but nothing is judged on the test split):
 
 * **validation accuracy**: the original model's accuracy on the validation split's images of the
   sub-class (``method.auto.target_from_validation: [random, subclass]``, opt-in);
@@ -137,17 +138,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         rows[forget] = row
         print(f"{forget:<12}" + "".join(f"{row[c]:>22.1f}" for c in columns), flush=True)
-    for estimate in columns[2:]:
-        within = sum(abs(row[estimate] - row["retrained_df_test"]) <= 5 for row in rows.values())
-        print(f"{estimate}: within 5 points of the retrained Df-test on {within} of {len(rows)} requests")
+    # Judged on Df-train (training images the reference never saw), so no choice here reads the test split.
+    within = {estimate: sum(abs(row[estimate] - row["retrained_df_train"]) <= 5 for row in rows.values())
+              for estimate in columns[2:]}
+    for estimate, count in within.items():
+        print(f"{estimate}: within 5 points of the retrained Df-train on {count} of {len(rows)} requests")
     if args.write:
         path = ROOT / "bench" / "results.json"
         results = json.loads(path.read_text()) if path.exists() else {}
         results[f"explore:subclass-target-{args.dataset}-seed{args.seed}"] = {
             "records": str(args.records), "retain_sample": RETAIN_SAMPLE, "forget_sample": FORGET_SAMPLE,
             "neighbours": NEIGHBOURS, "requests": rows,
-            "within_5_points": {estimate: sum(abs(r[estimate] - r["retrained_df_test"]) <= 5 for r in rows.values())
-                                for estimate in columns[2:]}}
+            "within_5_points": within}
         path.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
