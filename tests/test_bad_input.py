@@ -8,9 +8,9 @@ and the stderr users see (the whole table through subprocesses is ``slow``).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,8 +34,6 @@ from tests.reliability_support import (
     tiny_checkpoint,
 )
 from tests.test_safe_loading import write_payload
-
-HAS_REPORT = importlib.util.find_spec("unlearning.report") is not None
 
 
 @dataclass(frozen=True)
@@ -262,6 +260,17 @@ def test_table_is_big_enough():
     assert sum(c.cli for c in CASES) >= 4
 
 
+def test_the_counts_docs_quote_about_this_table_are_its_own():
+    """docs/reliability.md says how many bad inputs there are and how many run as subprocesses where."""
+    text = " ".join((ROOT / "docs" / "reliability.md").read_text().split())
+    quoted = re.search(r"a table of (\d+) bad inputs", text)
+    split = re.search(r"(\d+) also run as real subprocesses in the default suite, the other (\d+) under `slow`", text)
+    assert quoted and split, "docs/reliability.md no longer quotes the counts this test checks: update the test"
+    assert int(quoted.group(1)) == len(CASES)
+    assert int(split.group(1)) == sum(c.cli for c in CASES)
+    assert int(split.group(2)) == sum(not c.cli for c in CASES)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_in_process(case, inputs, tmp_path, capsys, monkeypatch):
     overrides = prepared(case, inputs, tmp_path, monkeypatch)
@@ -313,7 +322,6 @@ def test_bad_input_cli_whole_table(inputs, tmp_path, monkeypatch):
     run_cases_as_cli([c for c in CASES if not c.cli and not c.skip], inputs, tmp_path, monkeypatch)
 
 
-@pytest.mark.skipif(not HAS_REPORT, reason="the report (issue 5) is not merged yet")
 @pytest.mark.parametrize("target", ["empty", "missing"])
 def test_report_over_nothing(tmp_path, target):
     """``python -m unlearning.report`` over an empty or missing folder: non-zero exit, one paragraph."""

@@ -7,6 +7,7 @@ hand, a record changed without its table, or a report change that moves a number
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -62,6 +63,18 @@ def test_a_figure_quoted_in_prose_is_checked_and_rewritten_from_its_records(tmp_
         records.render_blocks("<!-- value: fake fake-table | method=lfssd | MIA AUC -->x<!-- /value -->", tables, Path("d"))
     with pytest.raises(UserError, match="not in its records"):
         records.render_blocks("<!-- value: fake other | method=ssd | runs -->x<!-- /value -->", tables, Path("d"))
+    rounded = "AUC <!-- value: fake fake-table | method=ssd | MIA AUC | .2f -->{}<!-- /value -->"
+    assert records.render_blocks(rounded.format("0.9"), tables, Path("doc")) == rounded.format("0.54 ± 0.01"), \
+        "a format rounds every number of the cell, the spread too"
+    mean = rounded.replace(".2f", "first .1f")
+    assert records.render_blocks(mean.format("0.9"), tables, Path("doc")) == mean.format("0.5"), \
+        "first: the leading number (the mean) alone"
+    with pytest.raises(UserError, match="bad format"):
+        records.render_blocks(rounded.replace(".2f", ".2q").format("x"), tables, Path("d"))
+    no_number = ("| method | note |\n|:--|:--|\n| ssd | – |\n")
+    with pytest.raises(UserError, match="has no number"):
+        records.render_blocks("<!-- value: fake t | method=ssd | note | .0f -->x<!-- /value -->",
+                              {"fake": {"t": no_number}}, Path("d"))
 
 
 def test_the_check_finds_a_prose_figure_edited_by_hand(tmp_path):
@@ -163,6 +176,31 @@ def test_a_bench_figure_is_read_from_the_bench_records_and_its_mistakes_named(tm
     assert records.sync(root=tmp_path, results=tmp_path / "results", write=False), "an edited bench figure is found"
     records.sync(root=tmp_path, results=tmp_path / "results", write=True)
     assert (tmp_path / "README.md").read_text() == text.format("1.001", "211")
+
+
+def test_a_run_figure_is_read_from_the_one_committed_run_its_overrides_select(tmp_path):
+    """``<!-- record: NAME | key=value | PATH | FORMAT -->`` holds a per-seed figure to the run's results.json."""
+    for number, (seed, identified, accuracy) in enumerate([(0, 0.1, 91.94), (1, 0.1, 35.28), (1, 0.5, 96.1)]):
+        run = tmp_path / "results" / "poison" / "runs" / str(number)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- task.identified={identified}\n- seed={seed}\n")
+        (run / "results.json").write_text(json.dumps({"method": "potion", "seed": seed,
+                                                      "metrics": {"unlearned": {"test_acc": accuracy}}}))
+    results = tmp_path / "results"
+    text = "test <!-- record: poison | seed=1, task.identified=0.1 | metrics.unlearned.test_acc | .1f -->{}<!-- /record --> %"
+    assert records.render_blocks(text.format("99"), {}, Path("doc"), results=results) == text.format("35.3")
+    by_field = "<!-- record: poison | method=potion, seed=0 | metrics.unlearned.test_acc | .0f -->x<!-- /record -->"
+    assert records.render_blocks(by_field, {}, Path("doc"), results=results).endswith("-->92<!-- /record -->")
+    mistakes = [("poison | seed=1 | metrics.unlearned.test_acc | .1f", "2 runs"),
+                ("poison | seed=7 | metrics.unlearned.test_acc | .1f", "0 runs"),
+                ("poison | seed=0 | metrics.original.test_acc | .1f", "stopped at 'original'"),
+                ("poison | seed=0 | metrics.unlearned | .1f", "not a number"),
+                ("other | seed=0 | metrics.unlearned.test_acc | .1f", "do not exist"),
+                ("poison | seed | metrics.unlearned.test_acc | .1f", "key=value")]
+    for marker, message in mistakes:
+        with pytest.raises(UserError, match=message):
+            records.render_blocks(f"<!-- record: {marker} -->x<!-- /record -->", {}, Path("doc"), results=results)
+    assert records.embedded(text), "sync and check must see a document whose only figure is a run's"
 
 
 def test_a_malformed_marker_is_an_error_not_a_figure_left_unchecked():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -85,10 +84,8 @@ def test_unlearn_cli_refuses_code_carrying_checkpoint(tmp_path):
     assert result_like(files_under(root) - before) == []
 
 
-HAS_CACHE = importlib.util.find_spec("unlearning.cache") is not None
 
 
-@pytest.mark.skipif(not HAS_CACHE, reason="the importance cache (issue 7) is not merged yet")
 @pytest.mark.parametrize("kind", ["zip", "legacy", "plain_pickle"])
 def test_code_carrying_cache_entry_is_ignored(tmp_path, kind):
     """A cache file replaced by a pickle payload is rejected as unreadable: no code runs, the entry is recomputed."""
@@ -108,7 +105,6 @@ def test_code_carrying_cache_entry_is_ignored(tmp_path, kind):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_CACHE, reason="the importance cache (issue 7) is not merged yet")
 def test_code_carrying_cache_entries_are_never_unpickled(tmp_path):
     """Every cache file replaced by a pickle payload: the rerun ignores them and no code runs."""
     root = make_tiny_root(tmp_path / "root")

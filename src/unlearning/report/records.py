@@ -16,11 +16,21 @@ values of other columns in its row::
 
     the attack reads AUC <!-- value: fashion-random fashion_random-resnet18 | method=baseline | MIA AUC -->0.613 ± 0.022<!-- /value -->
 
-so that prose cannot drift from the records either. A figure of ``bench/results.json`` (what ``make
+so that prose cannot drift from the records either. A Python format after the column rounds every
+number of the cell for prose ("34.78 ± 20.19" -> "35 ± 20"); ``first`` before it keeps only the
+leading one, the mean over seeds; both are checked the same way::
+
+    Dr-test falls to <!-- value: digits-zeroshot digits_zeroshot-resnet18 | method=jit, data needed=Df only | Dr-test % | first .0f -->35<!-- /value --> % A figure of ``bench/results.json`` (what ``make
 bench`` and ``python -m bench.recipe`` record) is embedded by its entry, its path inside it and a
 Python format::
 
     SSD / a bare loop <!-- bench: cpu ssd.ssd_vs_bare | .3f -->1.001<!-- /bench -->
+
+A figure of one run that no table shows (a per-seed value, a search's choice in ``method_info``) is
+embedded by the run, chosen by ``key=value`` pairs of its overrides (``.hydra/overrides.yaml``) or of
+its record's top-level fields, and a dotted path in its ``results.json``::
+
+    test accuracy <!-- record: digits-poison-unguarded | seed=1, task.identified=0.1 | metrics.unlearned.test_acc | .1f -->35.3<!-- /record --> %
 
     python -m unlearning.report.records export SWEEP_DIR NAME   # copy a finished sweep's records in
     python -m unlearning.report.records export SWEEP_DIR NAME --part seed-0   # one part of a table swept in parts
@@ -52,12 +62,17 @@ DOCUMENTS = ("README.md", "docs")
 #: An embedded table; the body may be empty (a new block that ``make tables`` fills).
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w.-]+) (?P<table>[^>]+?) -->\n)(?P<body>.*?)(\n?<!-- /table -->)", re.S)
 #: A figure quoted in prose: one cell of an embedded table, the row chosen by ``column=value`` pairs.
-VALUE = re.compile(r"(<!-- value: (?P<name>[\w.-]+) (?P<table>[^|>]+?) \| (?P<row>[^|>]+?) \| (?P<column>[^|>]+?) -->)"
-                   r"(?P<body>[^<]*)(<!-- /value -->)")
+VALUE = re.compile(r"(<!-- value: (?P<name>[\w.-]+) (?P<table>[^|>]+?) \| (?P<row>[^|>]+?) \| (?P<column>[^|>]+?)"
+                   r"(?: \| (?P<format>[^|>]+?))? -->)(?P<body>[^<]*)(<!-- /value -->)")
+#: A number in a cell ("34.78 ± 20.19", "3 of 10"): what a value marker's format rewrites.
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 #: A figure of the committed benchmark records: an entry of bench/results.json, a dotted path inside it, a format.
 BENCH = re.compile(r"(<!-- bench: (?P<key>[^\s|>]+) (?P<path>[^\s|>]+) \| (?P<format>[^|>]+?) -->)"
                    r"(?P<body>[^<]*)(<!-- /bench -->)")
 BENCH_RECORDS = ROOT / "bench" / "results.json"
+#: A figure of one committed run: the run chosen by its overrides or record fields, a dotted path in its results.json.
+RECORD = re.compile(r"(<!-- record: (?P<name>[\w.-]+) \| (?P<row>[^|>]+?) \| (?P<path>[^\s|>]+) \| (?P<format>[^|>]+?) -->)"
+                    r"(?P<body>[^<]*)(<!-- /record -->)")
 #: A run's record: unlearn.py's results.json, or an audit's (audit.py: ulira.json, challenge.json).
 RECORD_FILES = ("results.json", "ulira.json", "challenge.json")
 KEEP = (*RECORD_FILES, ".hydra/overrides.yaml")
@@ -138,7 +153,7 @@ def documents(root: Path = ROOT) -> Iterable[Path]:
 
 def embedded(text: str) -> list[re.Match]:
     """Every embedded table and every embedded prose figure of ``text``."""
-    return [*BLOCK.finditer(text), *VALUE.finditer(text), *BENCH.finditer(text)]
+    return [*BLOCK.finditer(text), *VALUE.finditer(text), *BENCH.finditer(text), *RECORD.finditer(text)]
 
 
 def bench_figure(records: dict, key: str, path: str, spec: str, where: str) -> str:
@@ -159,6 +174,61 @@ def bench_figure(records: dict, key: str, path: str, spec: str, where: str) -> s
         return format(value, spec.strip())
     except ValueError as error:
         raise UserError(f"{where}: bad format {spec.strip()!r} for {key} {path}: {error}") from None
+
+
+def run_fields(record_path: Path) -> dict[str, str]:
+    """What a run can be chosen by: its record's top-level scalars, then its overrides (``key=value``)."""
+    record = json.loads(record_path.read_text())
+    fields = {key: str(value) for key, value in record.items() if isinstance(value, str | int | float | bool)}
+    overrides = record_path.parent / ".hydra" / "overrides.yaml"
+    if overrides.is_file():
+        for line in overrides.read_text().splitlines():
+            key, _, value = line.strip().removeprefix("- ").lstrip("+~").partition("=")
+            if key and _:
+                fields[key.strip()] = value.strip()
+    return fields
+
+
+def record_figure(results: Path, name: str, row: str, path: str, spec: str, where: str) -> str:
+    """The number at ``path`` in the results.json of the one run of ``results/name`` that ``row`` selects, formatted."""
+    wanted = dict(pair.strip().split("=", 1) for pair in row.split(",") if "=" in pair)
+    if not wanted:
+        raise UserError(f"{where}: record selector {row!r} must be key=value pairs separated by commas")
+    wanted = {key.strip(): value.strip() for key, value in wanted.items()}
+    runs = sorted((results / name / "runs").rglob("results.json")) if (results / name / "runs").is_dir() else []
+    if not runs:
+        raise UserError(f"{where}: the embedded run figure's records {name} do not exist (results/{name}/runs)")
+    found = [run for run in runs if all(run_fields(run).get(key) == value for key, value in wanted.items())]
+    if len(found) != 1:
+        raise UserError(f"{where}: {len(found)} runs of {name} have {row!r} (one is needed)")
+    value: object = json.loads(found[0].read_text())
+    for step in path.split("."):
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            raise UserError(f"{where}: {found[0].relative_to(results)} has no {path!r} (stopped at {step!r})")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserError(f"{where}: {found[0].relative_to(results)}'s {path} is {value!r}, not a number")
+    try:
+        return format(value, spec.strip())
+    except ValueError as error:
+        raise UserError(f"{where}: bad format {spec.strip()!r} for {name} {path}: {error}") from None
+
+
+def formatted(value: str, spec: str, where: str) -> str:
+    """A cell's numbers in ``spec``'s format (``first SPEC``: its leading number alone), for prose that rounds it."""
+    first, spec = spec.strip().startswith("first "), spec.strip().removeprefix("first ").strip()
+    numbers = list(NUMBER.finditer(value))
+    if not numbers:
+        raise UserError(f"{where}: the cell {value!r} has no number for the format {spec!r}")
+    try:
+        if first:
+            return format(float(numbers[0].group()), spec)
+        return NUMBER.sub(lambda number: format(float(number.group()), spec), value)
+    except ValueError as error:
+        raise UserError(f"{where}: bad format {spec!r}: {error}") from None
 
 
 def markdown_rows(table: str) -> Iterable[dict[str, str]]:
@@ -211,6 +281,8 @@ def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, res
         if table not in tables.get(name, {}):
             raise UserError(f"{where}: the embedded figure's table {name} {table!r} is not in its records")
         value = cell(tables[name][table], match["row"], match["column"].strip(), f"{where} ({name} {table})")
+        if match["format"]:
+            value = formatted(value, match["format"], f"{where} ({name} {table}, {match['column'].strip()})")
         return f"{match.group(1)}{value}<!-- /value -->"
 
     bench_records: dict | None = None
@@ -224,14 +296,18 @@ def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, res
         value = bench_figure(bench_records, match["key"], match["path"], match["format"], str(where))
         return f"{match.group(1)}{value}<!-- /bench -->"
 
-    for kind, pattern in (("value", VALUE), ("bench", BENCH)):  # a marker the pattern misses would go unchecked
+    def replace_record(match: re.Match) -> str:
+        value = record_figure(results, match["name"], match["row"], match["path"], match["format"], str(where))
+        return f"{match.group(1)}{value}<!-- /record -->"
+
+    for kind, pattern in (("value", VALUE), ("bench", BENCH), ("record", RECORD)):  # a missed marker goes unchecked
         matched = {m.start() for m in pattern.finditer(text)}
         unmatched = [m.start() for m in re.finditer(rf"(?<!`)<!-- {kind}: ", text) if m.start() not in matched]
         if unmatched:
             line = text.count("\n", 0, unmatched[0]) + 1
             raise UserError(f"{where}:{line}: a malformed <!-- {kind}: ... --> marker (see python -m "
                             "unlearning.report.records --help for the syntax): it would never be checked")
-    return BENCH.sub(replace_bench, VALUE.sub(replace_value, BLOCK.sub(replace, text)))
+    return RECORD.sub(replace_record, BENCH.sub(replace_bench, VALUE.sub(replace_value, BLOCK.sub(replace, text))))
 
 
 def all_tables(names: Iterable[str], results: Path, scratch: Path | None) -> dict[str, dict[str, str]]:
