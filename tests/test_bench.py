@@ -79,3 +79,18 @@ def test_subclass_target_bench_compares_training_only_estimates_with_the_retrain
         assert len(knn) == len(LAYERS) and all(0 <= x <= 100 for x in (validation, *knn))
     assert lines["1"][2] - lines["1"][1] > 50, "the coarse model recognises digit 1's validation images; retraining does not"
     assert main(["--dataset", "digits", "--records", str(records), "--seed", "7"]) == 2  # no such runs
+
+
+def test_memorisation_bench_reads_the_originals_attack_and_says_when_a_recipe_does_not_memorise(trained_root, capsys):
+    """``python -m bench.memorisation`` runs the untouched original on a random request and reports the attack AUC
+    that the run's record holds; 8 px digits are not memorised (issue 27: AUC about 0.5), so it says so, exit 1."""
+    from bench.memorisation import MIN_AUC, main
+
+    assert main(["--dataset", "digits", "--seeds", "0", "--sizes", "100", "--root", str(trained_root)]) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| 0 | 100 |"))
+    auc, df_train, validation, test = (float(x) for x in row.split("|")[3:7])
+    assert 0.3 < auc < MIN_AUC, "digits' original must read near chance, below the memorisation bar"
+    assert df_train > 95 and 80 < test <= 100 and 0 < validation <= 100
+    assert "DOES NOT MEMORISE" in out
+    assert main(["--dataset", "no_such_dataset", "--seeds", "0", "--sizes", "100", "--root", str(trained_root)]) == 2

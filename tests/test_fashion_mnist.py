@@ -85,7 +85,9 @@ def test_benchmark_tasks(data_dir, task, forget, labels):
         assert len(forget_rows) == 500
     else:
         assert set(fine[forget_rows]) == {names.index("Ankle boot" if forget == "boot" else forget)}
-        assert len(forget_rows) == 500 and len(data.indices("forget_val")) == 50
+        assert len(forget_rows) == 500, "a tenth of the stratified 5,000-image D"
+        assert len(data.indices("forget_val")) == cfg.dataset.split.validation // 10 == 200, \
+            "the class's stratified tenth of the 2,000-image validation split"
     if task == "subclass":  # the siblings keep the footwear label the sneakers shared
         coarse = data.bundle.labels("coarse", "train")
         assert set(coarse[forget_rows]) == {list(FASHION_SUPERCLASSES).index("footwear")}
