@@ -1,7 +1,7 @@
 """Can a training-only signal say how much of a sub-class a retrained model still recognises?
 
     python -m bench.subclass_target --dataset digits --records results/digits-ssd-subclass --write
-    python -m bench.subclass_target --dataset fashion_mnist --records results/fashion-subclass --write
+    python -m bench.subclass_target --dataset fashion_mnist_v1 --records results/fashion-subclass --write
 
 The hands-free mode (``method.alpha=auto``) needs, for a sub-class request, a target for how much
 of Df a model retrained without the sub-class would still put in its coarse class: a model
@@ -43,7 +43,8 @@ RETAIN_SAMPLE, FORGET_SAMPLE, NEIGHBOURS = 2000, 500, 10
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.subclass_target", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, choices=("digits", "fashion_mnist"))
+    parser.add_argument("--dataset", required=True, choices=("digits", "fashion_mnist", "fashion_mnist_v1"),
+                        help="fashion_mnist_v1: the first recipe, which made results/fashion-subclass")
     parser.add_argument("--records", required=True, type=Path, help="a sub-class table's records, e.g. results/fashion-subclass")
     parser.add_argument("--seed", type=int, default=0, help="the training seed (default 0)")
     parser.add_argument("--root", default=str(ROOT), help="paths.root_dir holding checkpoints/ (default: the repository)")
