@@ -18,6 +18,8 @@ METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
 LOGGERS = sorted(p.stem for p in (CONF / "logger").glob("*.yaml"))
 RESOLVED = ("dataset", "model", "task", "method", "trainer", "paths")
+#: Configs that pin an earlier recipe of a dataset keep that dataset's name, so its models keep their registry names.
+RECIPE_PINS = {"fashion_mnist_v1": "fashion_mnist"}
 #: SSD's selection weighting for ViT, per task, as the SSD paper gives it (every other model: ResNet18's 10).
 PAPER_SSD_ALPHA = {"vit": {"fullclass": 5.0, "subclass": 25.0, "random": 5.0},
                    "vit_tiny": {"fullclass": 5.0, "subclass": 25.0, "random": 5.0}}
@@ -37,7 +39,7 @@ def test_groups_exist():
 def check_unlearn(dataset: str, model: str, task: str, method: str) -> None:
     cfg = compose_config("unlearn", [f"dataset={dataset}", f"model={model}", f"task={task}", f"method={method}"])
     groups = resolve_groups(cfg)
-    assert groups["task"]["name"] == task and groups["dataset"]["name"] == dataset
+    assert groups["task"]["name"] == task and groups["dataset"]["name"] == RECIPE_PINS.get(dataset, dataset)
     if method in ("ssd", "lfssd"):
         # the paper's values, written out (not read back from the YAML's own oc.select): ViT's per
         # task (the tiny test ViT shares them), else the ResNet18 value 10, also for tasks the paper
@@ -67,7 +69,7 @@ def test_every_combination_composes(dataset, model, task):
 def test_train_configs_compose(dataset, model):
     cfg = compose_config("train", [f"dataset={dataset}", f"model={model}"])
     resolve_groups(cfg)
-    assert cfg.dataset.name == dataset and cfg.model.name == model
+    assert cfg.dataset.name == RECIPE_PINS.get(dataset, dataset) and cfg.model.name == model
 
 
 @pytest.mark.parametrize("trainer,logger", list(itertools.product(TRAINERS, LOGGERS)))
@@ -75,6 +77,31 @@ def test_trainer_and_logger_configs_compose(trainer, logger):
     cfg = compose_config("train", [f"trainer={trainer}", f"logger={logger}"])
     resolve_groups(cfg)
     assert (cfg.logger is None) == (logger == "none")
+
+
+def test_a_recipe_pin_differs_from_its_dataset_only_in_the_pinned_values():
+    """fashion_mnist_v1 is the first Fashion-MNIST recipe: lr 0.05 and 500 validation images, all else the default."""
+    current = OmegaConf.to_container(compose_config("train", ["dataset=fashion_mnist"]).dataset, resolve=True)
+    first = OmegaConf.to_container(compose_config("train", ["dataset=fashion_mnist_v1"]).dataset, resolve=True)
+    assert (first["training"]["lr"], first["split"]["validation"]) == (0.05, 500)
+    assert (current["training"]["lr"], current["split"]["validation"]) == (0.025, 2000)
+    for config in (current, first):
+        del config["training"]["lr"], config["split"]["validation"]
+    assert first == current
+
+
+def test_the_pin_finds_the_models_its_committed_tables_were_made_with():
+    """The records of a table made with the first recipe name their source model; the pin must give that name."""
+    import json
+
+    from unlearning.jobs.builders import model_identity
+
+    record = json.loads(next((ROOT / "results" / "fashion-random" / "runs").rglob("results.json")).read_text())
+    cfg = compose_config("unlearn", ["dataset=fashion_mnist_v1", "task=random", f"seed={record['seed']}"])
+    recipe = model_identity(cfg, record["label_kind"], 14).recipe_key
+    assert record["source_checkpoint"].endswith(f"-{recipe}"), (record["source_checkpoint"], recipe)
+    current = model_identity(compose_config("unlearn", ["dataset=fashion_mnist", "task=random"]), "fine", 14)
+    assert current.recipe_key != recipe, "the current recipe must not reuse the first recipe's models"
 
 
 def test_paper_defaults():
