@@ -156,20 +156,25 @@ def embedded(text: str) -> list[re.Match]:
     return [*BLOCK.finditer(text), *VALUE.finditer(text), *BENCH.finditer(text), *RECORD.finditer(text)]
 
 
-def bench_figure(records: dict, key: str, path: str, spec: str, where: str) -> str:
-    """The number at ``path`` (dotted; list positions as integers) in entry ``key`` of the bench records, formatted."""
-    if key not in records:
-        raise UserError(f"{where}: bench/results.json has no entry {key!r}; entries: {', '.join(records)}")
-    value: object = records[key]
+def number_at(value: object, path: str, what: str) -> int | float:
+    """The number at ``path`` (dotted; list positions as integers) inside ``value``; ``what`` names it in errors."""
     for step in path.split("."):
         if isinstance(value, dict) and step in value:
             value = value[step]
         elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
             value = value[int(step)]
         else:
-            raise UserError(f"{where}: bench/results.json's {key!r} has no {path!r} (stopped at {step!r})")
+            raise UserError(f"{what} has no {path!r} (stopped at {step!r})")
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserError(f"{where}: bench/results.json's {key} {path} is {value!r}, not a number")
+        raise UserError(f"{what}: {path} is {value!r}, not a number")
+    return value
+
+
+def bench_figure(records: dict, key: str, path: str, spec: str, where: str) -> str:
+    """The number at ``path`` (dotted; list positions as integers) in entry ``key`` of the bench records, formatted."""
+    if key not in records:
+        raise UserError(f"{where}: bench/results.json has no entry {key!r}; entries: {', '.join(records)}")
+    value = number_at(records[key], path, f"{where}: bench/results.json's {key!r}")
     try:
         return format(value, spec.strip())
     except ValueError as error:
@@ -201,16 +206,7 @@ def record_figure(results: Path, name: str, row: str, path: str, spec: str, wher
     found = [run for run in runs if all(run_fields(run).get(key) == value for key, value in wanted.items())]
     if len(found) != 1:
         raise UserError(f"{where}: {len(found)} runs of {name} have {row!r} (one is needed)")
-    value: object = json.loads(found[0].read_text())
-    for step in path.split("."):
-        if isinstance(value, dict) and step in value:
-            value = value[step]
-        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
-            value = value[int(step)]
-        else:
-            raise UserError(f"{where}: {found[0].relative_to(results)} has no {path!r} (stopped at {step!r})")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserError(f"{where}: {found[0].relative_to(results)}'s {path} is {value!r}, not a number")
+    value = number_at(json.loads(found[0].read_text()), path, f"{where}: {found[0].relative_to(results)}")
     try:
         return format(value, spec.strip())
     except ValueError as error:
