@@ -203,6 +203,29 @@ def test_a_run_figure_is_read_from_the_one_committed_run_its_overrides_select(tm
     assert records.embedded(text), "sync and check must see a document whose only figure is a run's"
 
 
+def test_a_count_of_runs_is_made_from_a_yes_no_field_of_the_runs_it_selects(tmp_path):
+    """``<!-- count: NAME | key=value | PATH -->`` says "N of M": M the selected runs, N those true at PATH."""
+    for number, (seed, identified, stopped) in enumerate([(0, 0.5, True), (1, 0.5, False), (2, 0.5, True),
+                                                          (0, 0.1, "yes")]):
+        run = tmp_path / "results" / "poison" / "runs" / str(number)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- task.identified={identified}\n- seed={seed}\n")
+        (run / "results.json").write_text(json.dumps({"method": "potion", "seed": seed,
+                                                      "method_info": {"guard": {"stopped": stopped}}}))
+    results = tmp_path / "results"
+    text = "stopped on <!-- count: poison | task.identified=0.5 | method_info.guard.stopped -->{}<!-- /count --> seeds"
+    assert records.render_blocks(text.format("3 of 3"), {}, Path("doc"), results=results) == text.format("2 of 3")
+    one = "<!-- count: poison | seed=1, task.identified=0.5 | method_info.guard.stopped -->x<!-- /count -->"
+    assert records.render_blocks(one, {}, Path("doc"), results=results).endswith("-->0 of 1<!-- /count -->")
+    mistakes = [("poison | seed=7 | method_info.guard.stopped", "no run of poison"),
+                ("poison | task.identified=0.1 | method_info.guard.stopped", "not true or false"),
+                ("poison | seed=1 | method_info.guard.kept", "stopped at 'kept'")]
+    for marker, message in mistakes:
+        with pytest.raises(UserError, match=message):
+            records.render_blocks(f"<!-- count: {marker} -->x<!-- /count -->", {}, Path("doc"), results=results)
+    assert records.embedded(text), "sync and check must see a document whose only figure is a count"
+
+
 def test_a_malformed_marker_is_an_error_not_a_figure_left_unchecked():
     """A marker the syntax does not match (a space in a bench path, a missing column) would silently never
     be checked: it fails, naming its line; a marker quoted in backticks (documentation) is left alone."""

@@ -32,6 +32,10 @@ its record's top-level fields, and a dotted path in its ``results.json``::
 
     test accuracy <!-- record: digits-poison-unguarded | seed=1, task.identified=0.1 | metrics.unlearned.test_acc | .1f -->35.3<!-- /record --> %
 
+A count of runs that hold true at a yes/no field ("N of M", M the runs the pairs select)::
+
+    the guard stopped the search on <!-- count: digits-poison | method=potion, task.identified=0.5 | method_info.validation_guard.stopped_search -->2 of 3<!-- /count --> seeds
+
     python -m unlearning.report.records export SWEEP_DIR NAME   # copy a finished sweep's records in
     python -m unlearning.report.records export SWEEP_DIR NAME --part seed-0   # one part of a table swept in parts
     python -m unlearning.report.records sync                     # regenerate reports, rewrite the embedded tables
@@ -73,6 +77,9 @@ BENCH_RECORDS = ROOT / "bench" / "results.json"
 #: A figure of one committed run: the run chosen by its overrides or record fields, a dotted path in its results.json.
 RECORD = re.compile(r"(<!-- record: (?P<name>[\w.-]+) \| (?P<row>[^|>]+?) \| (?P<path>[^\s|>]+) \| (?P<format>[^|>]+?) -->)"
                     r"(?P<body>[^<]*)(<!-- /record -->)")
+#: How many of the selected committed runs hold true at a dotted path (a yes/no field such as a guard's verdict).
+COUNT = re.compile(r"(<!-- count: (?P<name>[\w.-]+) \| (?P<row>[^|>]+?) \| (?P<path>[^\s|>]+) -->)"
+                   r"(?P<body>[^<]*)(<!-- /count -->)")
 #: A run's record: unlearn.py's results.json, or an audit's (audit.py: ulira.json, challenge.json).
 RECORD_FILES = ("results.json", "ulira.json", "challenge.json")
 KEEP = (*RECORD_FILES, ".hydra/overrides.yaml")
@@ -153,11 +160,12 @@ def documents(root: Path = ROOT) -> Iterable[Path]:
 
 def embedded(text: str) -> list[re.Match]:
     """Every embedded table and every embedded prose figure of ``text``."""
-    return [*BLOCK.finditer(text), *VALUE.finditer(text), *BENCH.finditer(text), *RECORD.finditer(text)]
+    return [*BLOCK.finditer(text), *VALUE.finditer(text), *BENCH.finditer(text), *RECORD.finditer(text),
+            *COUNT.finditer(text)]
 
 
-def number_at(value: object, path: str, what: str) -> int | float:
-    """The number at ``path`` (dotted; list positions as integers) inside ``value``; ``what`` names it in errors."""
+def value_at(value: object, path: str, what: str) -> object:
+    """What lies at ``path`` (dotted; list positions as integers) inside ``value``; ``what`` names it in errors."""
     for step in path.split("."):
         if isinstance(value, dict) and step in value:
             value = value[step]
@@ -165,6 +173,12 @@ def number_at(value: object, path: str, what: str) -> int | float:
             value = value[int(step)]
         else:
             raise UserError(f"{what} has no {path!r} (stopped at {step!r})")
+    return value
+
+
+def number_at(value: object, path: str, what: str) -> int | float:
+    """The number at ``path`` inside ``value`` (see ``value_at``); anything else is an error."""
+    value = value_at(value, path, what)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UserError(f"{what}: {path} is {value!r}, not a number")
     return value
@@ -194,16 +208,21 @@ def run_fields(record_path: Path) -> dict[str, str]:
     return fields
 
 
-def record_figure(results: Path, name: str, row: str, path: str, spec: str, where: str) -> str:
-    """The number at ``path`` in the results.json of the one run of ``results/name`` that ``row`` selects, formatted."""
+def selected_runs(results: Path, name: str, row: str, where: str) -> list[Path]:
+    """The results.json of every run of ``results/name`` whose overrides or record fields have ``row``'s pairs."""
     wanted = dict(pair.strip().split("=", 1) for pair in row.split(",") if "=" in pair)
     if not wanted:
-        raise UserError(f"{where}: record selector {row!r} must be key=value pairs separated by commas")
+        raise UserError(f"{where}: run selector {row!r} must be key=value pairs separated by commas")
     wanted = {key.strip(): value.strip() for key, value in wanted.items()}
     runs = sorted((results / name / "runs").rglob("results.json")) if (results / name / "runs").is_dir() else []
     if not runs:
         raise UserError(f"{where}: the embedded run figure's records {name} do not exist (results/{name}/runs)")
-    found = [run for run in runs if all(run_fields(run).get(key) == value for key, value in wanted.items())]
+    return [run for run in runs if all(run_fields(run).get(key) == value for key, value in wanted.items())]
+
+
+def record_figure(results: Path, name: str, row: str, path: str, spec: str, where: str) -> str:
+    """The number at ``path`` in the results.json of the one run of ``results/name`` that ``row`` selects, formatted."""
+    found = selected_runs(results, name, row, where)
     if len(found) != 1:
         raise UserError(f"{where}: {len(found)} runs of {name} have {row!r} (one is needed)")
     value = number_at(json.loads(found[0].read_text()), path, f"{where}: {found[0].relative_to(results)}")
@@ -211,6 +230,20 @@ def record_figure(results: Path, name: str, row: str, path: str, spec: str, wher
         return format(value, spec.strip())
     except ValueError as error:
         raise UserError(f"{where}: bad format {spec.strip()!r} for {name} {path}: {error}") from None
+
+
+def count_figure(results: Path, name: str, row: str, path: str, where: str) -> str:
+    """"N of M": of the M runs of ``results/name`` that ``row`` selects, how many hold true at ``path`` (a yes/no field)."""
+    found = selected_runs(results, name, row, where)
+    if not found:
+        raise UserError(f"{where}: no run of {name} has {row!r} (a count needs at least one)")
+    flags = []
+    for run in found:
+        value = value_at(json.loads(run.read_text()), path, f"{where}: {run.relative_to(results)}")
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: {run.relative_to(results)}: {path} is {value!r}, not true or false")
+        flags.append(value)
+    return f"{sum(flags)} of {len(flags)}"
 
 
 def formatted(value: str, spec: str, where: str) -> str:
@@ -296,14 +329,19 @@ def render_blocks(text: str, tables: dict[str, dict[str, str]], where: Path, res
         value = record_figure(results, match["name"], match["row"], match["path"], match["format"], str(where))
         return f"{match.group(1)}{value}<!-- /record -->"
 
-    for kind, pattern in (("value", VALUE), ("bench", BENCH), ("record", RECORD)):  # a missed marker goes unchecked
+    def replace_count(match: re.Match) -> str:
+        value = count_figure(results, match["name"], match["row"], match["path"], str(where))
+        return f"{match.group(1)}{value}<!-- /count -->"
+
+    for kind, pattern in (("value", VALUE), ("bench", BENCH), ("record", RECORD), ("count", COUNT)):  # a missed marker goes unchecked
         matched = {m.start() for m in pattern.finditer(text)}
         unmatched = [m.start() for m in re.finditer(rf"(?<!`)<!-- {kind}: ", text) if m.start() not in matched]
         if unmatched:
             line = text.count("\n", 0, unmatched[0]) + 1
             raise UserError(f"{where}:{line}: a malformed <!-- {kind}: ... --> marker (see python -m "
                             "unlearning.report.records --help for the syntax): it would never be checked")
-    return RECORD.sub(replace_record, BENCH.sub(replace_bench, VALUE.sub(replace_value, BLOCK.sub(replace, text))))
+    text = BENCH.sub(replace_bench, VALUE.sub(replace_value, BLOCK.sub(replace, text)))
+    return COUNT.sub(replace_count, RECORD.sub(replace_record, text))
 
 
 def all_tables(names: Iterable[str], results: Path, scratch: Path | None) -> dict[str, dict[str, str]]:
