@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 
@@ -22,6 +24,8 @@ def test_time_to_accuracy_is_when_the_curve_reaches_the_target_for_good():
     assert time_to_accuracy(curve, elapsed, 6.0, 40.0)["epochs_to_accuracy"] == 1
     assert time_to_accuracy([50.0, 60.0], [1.0, 2.0], 2.0, 96.5)["time_to_accuracy_s"] is None
     assert time_to_accuracy([], None, 2.0, 96.5)["epochs_to_accuracy"] is None
+    assert time_to_accuracy([None, 97.0, None, 99.0], [None, 2.5, None, 5.0], 6.0, 96.5)["time_to_accuracy_s"] is None, \
+        "a curve with gaps (validate_every > 1) cannot say when the target was first reached"
     assert time_to_accuracy(curve, elapsed[:3], 10.0, 96.5)["time_to_accuracy_s"] == pytest.approx(8.0), \
         "a curve and times of different lengths are not paired"
 
@@ -60,3 +64,27 @@ def test_recipe_bench_reports_each_seed(trained_root):
                                   str(checkpoints)], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert refused.returncode == 2 and "test stand-in" in refused.stderr, refused.stderr
         assert (ROOT / "bench" / "results.json").read_bytes() == before
+
+
+def test_a_model_validated_every_few_epochs_gets_an_every_epoch_copy_and_is_left_untouched(trained_root, tmp_path):
+    """The convergence criterion reads every epoch: a published model with gaps in its curve (as
+    ``dataset.training.validate_every`` > 1 leaves) is trained again beside the checkpoint folder,
+    validating every epoch; the same weights (the cadence does not change them), so the same test
+    accuracy; the published model is not replaced."""
+    checkpoints = tmp_path / "checkpoints"
+    published = checkpoints / published_path(trained_root).name
+    shutil.copytree(published_path(trained_root), published)
+    metadata = json.loads((published / "metadata.json").read_text())
+    gaps = [None if (epoch + 1) % 2 else value for epoch, value in enumerate(metadata["val_acc_per_epoch"])]
+    (published / "metadata.json").write_text(json.dumps({**metadata, "val_acc_per_epoch": gaps, "validate_every": 2}))
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in published.iterdir()}
+    result = subprocess.run([sys.executable, "-m", "bench.recipe", "--seeds", "0", "--checkpoints", str(checkpoints)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert "training:" in result.stdout and "validated-every-epoch" in result.stdout
+    copy = tmp_path / "checkpoints-validated-every-epoch" / published.name
+    copied = json.loads((copy / "metadata.json").read_text())
+    assert None not in copied["val_acc_per_epoch"] and len(copied["val_acc_per_epoch"]) == metadata["epochs"]
+    assert copied["test_acc"] == metadata["test_acc"], "the copy is the published model, validated every epoch"
+    assert f"| 0 | {metadata['test_acc']:.2f} |" in result.stdout
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in published.iterdir()} == before

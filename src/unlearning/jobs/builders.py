@@ -20,7 +20,7 @@ from unlearning.data.splits import ForgettingTask
 from unlearning.errors import UserError
 from unlearning.loggers import Loggers, build_loggers
 from unlearning.methods.base import UnlearningMethod
-from unlearning.models.classifier import training_settings
+from unlearning.models.classifier import identity_settings, training_settings
 from unlearning.models.registry import ModelIdentity, recipe_key, registry_path
 from unlearning.reproducibility import seed_of, start_job
 from unlearning.validate import positive_number
@@ -32,9 +32,10 @@ LOCATION_KEYS = ("root", "download", "system_dir")
 def training_recipe(cfg: DictConfig) -> dict[str, Any]:
     """How a model of this config is trained from scratch: schedule, augmentation, model settings.
 
-    The source model's recipe, which a retrained reference repeats on Dr; part of both identities.
+    The source model's recipe, which a retrained reference repeats on Dr; part of both identities
+    (less the settings that cannot change the weights, such as how often validation runs).
     """
-    return {"training": training_settings(cfg.dataset.training, cfg.model.get("training")),
+    return {"training": identity_settings(training_settings(cfg.dataset.training, cfg.model.get("training"))),
             "augment": OmegaConf.to_container(cfg.dataset.augment, resolve=True),
             "model": OmegaConf.to_container(cfg.model, resolve=True)}
 

@@ -30,9 +30,11 @@ from unlearning.jobs.launched import prepare_job
 from unlearning.models.checkpoints import METADATA_FILE, checkpoint_exists, save_checkpoint
 from unlearning.models.classifier import (
     PreciseBatchNorm,
+    ValidationCadence,
     ValidationCurve,
     classifier_for_schedule,
     training_settings,
+    validation_cadence,
 )
 from unlearning.models.registry import model_metadata, registry_path
 from unlearning.runs import claim_run_folder
@@ -45,7 +47,7 @@ KEEP = ("last", "best")
 
 
 def checked_schedule(cfg: DictConfig) -> dict:
-    """The dataset's training schedule with the model's on top, checked (epochs, lr, batch size, keep)."""
+    """The dataset's training schedule with the model's on top, checked (epochs, lr, keep, validation cadence)."""
     settings = training_settings(cfg.dataset.training, cfg.model.get("training"))
     settings["epochs"] = whole_number(settings["epochs"], "dataset.training.epochs (model.training.epochs on top)")
     settings["lr"] = positive_number(settings["lr"], "dataset.training.lr (model.training.lr on top)")
@@ -54,6 +56,7 @@ def checked_schedule(cfg: DictConfig) -> dict:
     settings["precise_bn"] = whole_number(settings.get("precise_bn", 2000), "dataset.training.precise_bn", minimum=0,
                                           hint="It is how many training images batch norm's statistics are "
                                                "recomputed on after the last epoch (0: keep the running ones).")
+    settings["validate_every"] = validation_cadence(settings)
     return settings
 
 
@@ -75,10 +78,13 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
                                      settings, settings["epochs"])
     curve = ValidationCurve(keep_best=settings["keep"] == "best")
     callbacks = [curve]
+    if settings["validate_every"] > 1:  # the last epoch validated; the random stream of every-epoch validation
+        callbacks.append(ValidationCadence(data.val_dataloader(), settings["validate_every"]))
     if settings["precise_bn"]:  # before the last validation, so the curve's last point is the kept model's
         callbacks.insert(0, PreciseBatchNorm(data.sample_loader("full", settings["precise_bn"])))
     trainer = make_trainer(cfg, logger=build_logger(cfg), max_epochs=int(settings["epochs"]),
                            callbacks=callbacks, enable_checkpointing=False, num_sanity_val_steps=0,
+                           check_val_every_n_epoch=settings["validate_every"],
                            default_root_dir=str(output_dir) if output_dir is not None else None)
     log.info("training %s on %s (%s labels, %d classes, %d px; D %d, validation %d images) for %d epochs",
              cfg.model.name, cfg.dataset.name, data.label_kind, data.num_classes, data.input_size,
@@ -101,7 +107,7 @@ def train(cfg: DictConfig, labels: str | None = None, output_dir: str | Path | N
         identity, data, OmegaConf.to_container(cfg.model, resolve=True), test_acc=test_acc,
         val_acc=curve.curve[kept] if kept < len(curve.curve) else None, kept_epoch=kept + 1, keep=settings["keep"],
         best_val_epoch=curve.epoch + 1 if curve.epoch >= 0 else None, epochs=int(settings["epochs"]), val_acc_per_epoch=curve.curve,
-        elapsed_s_per_epoch=curve.elapsed,
+        elapsed_s_per_epoch=curve.elapsed, validate_every=settings["validate_every"],
         n_train=int(len(data.indices("full"))), n_val=int(len(data.indices("val"))),
         train_time_s=train_time, config=config)
     log.info("test accuracy %.2f%% (kept epoch %d of %d, %s), %.1f s of training", test_acc, kept + 1,

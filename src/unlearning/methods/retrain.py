@@ -22,7 +22,13 @@ from torch import nn
 from unlearning.data.datamodule import UnlearningDataModule
 from unlearning.methods.base import MethodContext, UnlearningMethod
 from unlearning.methods.training import fit
-from unlearning.models.classifier import PreciseBatchNorm, ValidationCurve, classifier_for_schedule
+from unlearning.models.classifier import (
+    PreciseBatchNorm,
+    ValidationCadence,
+    ValidationCurve,
+    classifier_for_schedule,
+    validation_cadence,
+)
 
 
 class Retrain(UnlearningMethod):
@@ -56,8 +62,12 @@ def train_from_scratch(model: nn.Module, data: UnlearningDataModule, context: Me
     curve = ValidationCurve()
     precise = int(schedule.get("precise_bn", 2000) or 0)
     callbacks = [PreciseBatchNorm(data.sample_loader(split, precise)), curve] if precise else [curve]
+    every = validation_cadence(schedule)
+    val_loader = data.loader(validation) if has_validation else None
+    if has_validation and every > 1:  # the last epoch validated; the random stream of every-epoch validation
+        callbacks.append(ValidationCadence(data.loader(validation), every))
     fit(module, context, epochs, train_dataloaders=loader, reload_dataloaders_every_n_epochs=0,
-        val_dataloaders=data.loader(validation) if has_validation else None, callbacks=callbacks)
+        val_dataloaders=val_loader, callbacks=callbacks, check_val_every_n_epoch=every)
     return {"epochs": epochs, "batch_size": batch_size, "lr": schedule["lr"], "augment": bool(augment),
             "milestones": list(schedule.get("milestones", [])), "schedule": schedule.get("schedule", "multistep"),
-            "val_acc_per_epoch": curve.curve}
+            "validate_every": every, "val_acc_per_epoch": curve.curve}
