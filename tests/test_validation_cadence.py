@@ -9,6 +9,7 @@ last epoch, the kept model, is always validated, whether or not the cadence divi
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -16,8 +17,11 @@ from safetensors.torch import load_file
 
 from tests.conftest import QUIET, compose_config
 from unlearning.errors import UserError
-from unlearning.jobs.builders import model_identity
+from unlearning.jobs.builders import build_datamodule, build_model, build_task, make_trainer, model_identity
 from unlearning.jobs.train import checked_schedule, train
+from unlearning.methods.base import MethodContext
+from unlearning.methods.retrain import train_from_scratch
+from unlearning.models.classifier import training_settings
 
 
 def trained(root, every: int):
@@ -45,6 +49,33 @@ def test_validating_less_often_trains_the_same_model_under_the_same_identity(tmp
         [curve_every["val_acc_per_epoch"][-1]]
     assert curve_last["val_acc"] == curve_every["val_acc"] == curve_every["val_acc_per_epoch"][-1]
     assert (curve_every["validate_every"], curve_last["validate_every"]) == (1, 2)
+
+
+def test_a_retrained_reference_validated_less_often_is_the_same_model(tmp_path):
+    """Retraining (the references every table waits for) takes the cadence from the source recipe:
+    every 2nd epoch and the last gives the weights of every epoch, and a curve with a gap."""
+    cfg = compose_config("unlearn", [f"paths.root_dir={tmp_path}", "task.forget=3", *QUIET])
+    data = build_datamodule(cfg, build_task(cfg))
+    data.setup()
+
+    def retrained(every: int):
+        def fresh():
+            torch.manual_seed(1)
+            return build_model(cfg, data.num_classes, data.channels)
+
+        schedule = {**training_settings(cfg.dataset.training, None), "validate_every": every}
+        context = MethodContext(make_trainer=partial(make_trainer, cfg, False, default_root_dir=str(tmp_path)),
+                                fresh_model=fresh, original=fresh(), task="fullclass", training=schedule)
+        model = fresh()
+        torch.manual_seed(0)  # as the reference job's seed does
+        info = train_from_scratch(model, data, context, "retain", epochs=3)
+        return model.state_dict(), info
+
+    (every_epoch, info_every), (every_2nd, info_2nd) = retrained(1), retrained(2)
+    assert all(torch.equal(every_epoch[k], every_2nd[k]) for k in every_epoch), "validation changed the reference"
+    assert [v is not None for v in info_2nd["val_acc_per_epoch"]] == [False, True, True]
+    assert info_2nd["val_acc_per_epoch"][1:] == info_every["val_acc_per_epoch"][1:]
+    assert (info_every["validate_every"], info_2nd["validate_every"]) == (1, 2)
 
 
 @pytest.mark.parametrize("every", [0, -1, 1.5, True, "often"])
