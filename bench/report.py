@@ -23,6 +23,11 @@ FLOORS = {"training_vs_bare": 0.95}
 RESULTS = Path("bench/results.json")
 
 
+def validation_count(validations: int) -> str:
+    """'once', 'twice', '3 times': how many validation passes a training run made."""
+    return {1: "once", 2: "twice"}.get(int(validations), f"{int(validations)} times")
+
+
 def machine(device: torch.device) -> dict[str, Any]:
     cpu = platform.processor() or ""
     with contextlib.suppress(OSError):
@@ -80,7 +85,8 @@ def rows(out: dict) -> list[tuple[str, str, str, str]]:
     for name, t in out.get("training", {}).items():
         add(f"bare loop / train.py ({name}, {t['image_size']} px, validation included)", t["training_vs_bare"],
             FLOORS["training_vs_bare"], f"{t['train_py_images_per_s']:.0f} vs {t['bare_images_per_s']:.0f} images/s; "
-            f"{t['epochs']} epochs of {t['n_train']} images + {t['n_val']} validated", at_least=True)
+            f"{t['epochs']} epochs of {t['n_train']} images + {t['n_val']} validated "
+            f"{validation_count(t.get('validations', t['epochs']))}", at_least=True)
     for row in out.get("many", {}).get("rows", []):
         add(f"{row['k']} models stacked (vmap) / one at a time: speed-up", row["stacked_vs_one"], None,
             f"{row['models_steps_per_s_stacked']:.2f} vs {row['models_steps_per_s_one_at_a_time']:.2f} model-steps/s; "
