@@ -64,8 +64,8 @@ def train_from_scratch(model: nn.Module, data: UnlearningDataModule, context: Me
     callbacks = [PreciseBatchNorm(data.sample_loader(split, precise)), curve] if precise else [curve]
     every = validation_cadence(schedule)
     val_loader = data.loader(validation) if has_validation else None
-    if has_validation and every > 1:  # the last epoch validated; the random stream of every-epoch validation
-        callbacks.append(ValidationCadence(data.loader(validation), every))
+    if val_loader is not None and every > 1:  # the last epoch validated; the random stream of every-epoch validation
+        callbacks.append(ValidationCadence(val_loader, every))  # the loader validation itself iterates
     fit(module, context, epochs, train_dataloaders=loader, reload_dataloaders_every_n_epochs=0,
         val_dataloaders=val_loader, callbacks=callbacks, check_val_every_n_epoch=every)
     return {"epochs": epochs, "batch_size": batch_size, "lr": schedule["lr"], "augment": bool(augment),
