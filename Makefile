@@ -34,7 +34,7 @@ fashion-data:
 demo: install
 	$(PY) -m unlearning.demo $(ARGS)
 
-# The default suite (8 min 20 s on 2 cores from nothing, training the digits models included).
+# The default suite (about 20 minutes on 2 cores from nothing, training the digits models included; README "Tests").
 test: install
 	$(PY) -m pytest -q
 
