@@ -86,7 +86,9 @@ def rows(out: dict) -> list[tuple[str, str, str, str]]:
         add(f"bare loop / train.py ({name}, {t['image_size']} px, validation included)", t["training_vs_bare"],
             FLOORS["training_vs_bare"], f"{t['train_py_images_per_s']:.0f} vs {t['bare_images_per_s']:.0f} images/s; "
             f"{t['epochs']} epochs of {t['n_train']} images + {t['n_val']} validated "
-            f"{validation_count(t.get('validations', t['epochs']))}", at_least=True)
+            f"{validation_count(t.get('validations', t['epochs']))}"
+            + (f"; median of {t['repeats']} pairs, " + ", ".join(f"{x:.3f}" for x in sorted(t["ratios"]))
+               if t.get("repeats", 1) > 1 else ""), at_least=True)
     for row in out.get("many", {}).get("rows", []):
         add(f"{row['k']} models stacked (vmap) / one at a time: speed-up", row["stacked_vs_one"], None,
             f"{row['models_steps_per_s_stacked']:.2f} vs {row['models_steps_per_s_one_at_a_time']:.2f} model-steps/s; "
