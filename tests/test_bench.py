@@ -52,6 +52,7 @@ def test_training_section_times_train_py_against_a_bare_loop():
     assert row["training_vs_bare"] == pytest.approx(row["bare_s"] / row["train_py_s"], rel=1e-6)
     assert row["repeats"] == 3 and len(row["ratios"]) == 3
     assert row["training_vs_bare"] == pytest.approx(sorted(row["ratios"])[1], rel=1e-9), "the median pair"
+    assert (row["ratio_low"], row["ratio_high"]) == (min(row["ratios"]), max(row["ratios"])), "the range quoted"
     assert len(set(row["ratios"])) == 3, "three separate timings, not one model found again and again"
 
 
