@@ -62,6 +62,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--autocast-forget", default="3")
     parser.add_argument("--autocast-alphas", default="10,50,100,500", help="selection weightings to compare at")
     parser.add_argument("--train-epochs", type=int, default=3, help="epochs of the training section's runs")
+    parser.add_argument("--train-settings", help="comma-separated training rows to run instead of the default "
+                                                 "ones (bench/training.py: SETTINGS, ATTRIBUTION); stored "
+                                                 "under <device>:training:<names>")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--vit-child", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -91,6 +94,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         raise SystemExit(f"unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
     if "autocast" in sections and not args.autocast_checkpoint:
         raise SystemExit("--sections autocast needs --autocast-checkpoint DIR (a digits ResNet18 made by train.py)")
+    if args.train_settings is not None and "training" not in sections:
+        raise SystemExit("--train-settings needs the training section (--sections training)")
+    from bench.training import chosen_settings
+
+    training_settings = chosen_settings(args.train_settings)
     device = torch.device(args.device)
     w = Workload(n_full=args.n_full, n_test=args.n_test)
     out: dict[str, Any] = {"machine": machine(device), "workload": asdict(w), "goals": GOALS, "floors": FLOORS,
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if "training" in sections:
         from bench.training import bench_training
 
-        bench_training(device, out, epochs=args.train_epochs)
+        bench_training(device, out, epochs=args.train_epochs, settings=training_settings)
     if "many" in sections:
         from bench.many import bench_many
 
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                        [float(a) for a in args.autocast_alphas.split(",")], out)
     out["total_s"] = time.perf_counter() - start
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
-    save(out, args.output, sections)
+    save(out, args.output, sections, variant="+".join(training_settings) if args.train_settings else None)
     print_table(out)
     print(f"total {out['total_s']:.0f} s; results: {args.output}")
     return out

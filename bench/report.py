@@ -122,11 +122,12 @@ def print_table(out: dict) -> None:
     Console(width=160).print(table)
 
 
-def save(out: dict, path: Path, sections: set[str]) -> None:
+def save(out: dict, path: Path, sections: set[str], variant: str | None = None) -> None:
     """Store ``out`` in ``path`` under the device's name (``cpu``, ``cuda``), beside other devices' results.
 
     A run of other sections than the default set is stored under ``<device>:<sections>``,
-    so that a partial run never replaces a full one.
+    so that a partial run never replaces a full one; a ``variant`` of those sections (other
+    training rows) under ``<device>:<sections>:<variant>``.
     """
     from unlearning.io import atomic_write_json
 
@@ -134,7 +135,9 @@ def save(out: dict, path: Path, sections: set[str]) -> None:
     with contextlib.suppress(OSError, ValueError):
         previous = json.loads(path.read_text())
     key = out["machine"]["device"]
-    if sections != set(DEFAULT_SECTIONS):
+    if sections != set(DEFAULT_SECTIONS) or variant:
         key += ":" + "+".join(s for s in SECTIONS if s in sections)
+    if variant:
+        key += ":" + variant
     previous[key] = out
     atomic_write_json(path, previous)

@@ -101,3 +101,31 @@ def test_memorisation_bench_reads_the_originals_attack_and_says_when_a_recipe_do
     assert df_train > 95 and 80 < test <= 100 and 0 < validation <= 100
     assert "DOES NOT MEMORISE" in out
     assert main(["--dataset", "no_such_dataset", "--seeds", "0", "--sizes", "100", "--root", str(trained_root)]) == 2
+
+
+def test_training_rows_are_chosen_by_name_and_an_unknown_one_is_refused(tmp_path):
+    """`--train-settings` runs the attribution rows (stored beside, never over, the default rows); a typo
+    or a missing training section ends with the names it knows, before anything runs."""
+    from bench.__main__ import main
+    from bench.training import ATTRIBUTION, SETTINGS, chosen_settings
+
+    assert chosen_settings(None) == SETTINGS
+    assert chosen_settings("digits_no_precise_bn") == {"digits_no_precise_bn": ATTRIBUTION["digits_no_precise_bn"]}
+    assert "dataset.training.precise_bn=0" in ATTRIBUTION["fashion_mnist_no_precise_bn"]
+    output = tmp_path / "results.json"
+    with pytest.raises(SystemExit, match="unknown or no setting.*known: digits"):
+        main(["--sections", "training", "--train-settings", "digit", "--output", str(output)])
+    with pytest.raises(SystemExit, match="needs the training section"):
+        main(["--sections", "ssd", "--train-settings", "digits", "--output", str(output)])
+    assert not output.exists(), "nothing written for a refused run"
+
+
+def test_a_variant_of_the_training_rows_is_stored_under_its_own_key(tmp_path):
+    from bench.report import save
+
+    path = tmp_path / "results.json"
+    save({"machine": {"device": "cpu"}, "training": {}}, path, {"training"})
+    save({"machine": {"device": "cpu"}, "training": {"x": 1}}, path, {"training"}, variant="digits_no_precise_bn")
+    stored = json.loads(path.read_text())
+    assert set(stored) == {"cpu:training", "cpu:training:digits_no_precise_bn"}
+    assert stored["cpu:training"] == {"machine": {"device": "cpu"}, "training": {}}, "the default rows kept"
