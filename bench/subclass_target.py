@@ -1,12 +1,12 @@
 """Can a training-only signal say how much of a sub-class a retrained model still recognises?
 
     python -m bench.subclass_target --dataset digits --records results/digits-ssd-subclass --write
-    python -m bench.subclass_target --dataset fashion_mnist_v1 --records results/fashion-subclass --write
+    python -m bench.subclass_target --dataset fashion_mnist --records results/fashion-subclass --write
 
 The hands-free mode (``method.alpha=auto``) needs, for a sub-class request, a target for how much
 of Df a model retrained without the sub-class would still put in its coarse class: a model
 retrained without one digit of a pair forgets it almost entirely, one retrained without Sneaker
-still calls every sneaker footwear (docs/auto_ssd.md, step 8). This measures two candidate
+still calls every sneaker footwear (docs/auto_ssd.md, step 8). This measures three candidate
 estimates that read only training data (never test data, never the reference) against what the
 committed records say the retrained reference of the same training seed did with Df-train (images it
 never trained on; its Df-test is printed beside it, but nothing is judged on the test split):
@@ -16,7 +16,12 @@ never trained on; its Df-test is printed beside it, but nothing is judged on the
 * **k-NN over features**: a 10-nearest-neighbour classifier fitted on the original model's pooled,
   L2-normalised features of 2,000 retained training images (the siblings included, the sub-class
   not), with their coarse labels, asked to classify 500 Df images; the share put in Df's coarse
-  class, at the outputs of ResNet18's ``layer2``, ``layer3`` and ``layer4``.
+  class, at the outputs of ResNet18's ``layer2``, ``layer3`` and ``layer4``;
+* **neighbour vote over pixels**: what the search aims at by default (``method.auto.
+  target_from_neighbours: [subclass]``), computed by the search's own code on the search's own
+  samples: a 5-nearest-neighbour vote among up to 5,000 retained training images, in the first 50
+  principal axes of their pixels, asked to classify the 256-image Df probe (SSD: labels; the
+  ``neighbour_vote_lfssd`` column: the original's predictions, as LFSSD reads no labels).
 
 It prints one row per request and, with ``--write``, records them in ``bench/results.json`` under
 ``explore:subclass-target-<dataset>-seed<N>``. The source models must exist (``python train.py
@@ -44,7 +49,7 @@ RETAIN_SAMPLE, FORGET_SAMPLE, NEIGHBOURS = 2000, 500, 10
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.subclass_target", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, choices=("digits", "fashion_mnist", "fashion_mnist_v1"),
-                        help="fashion_mnist_v1: the first recipe, which made results/fashion-subclass")
+                        help="fashion_mnist_v1: the first recipe (results/fashion-subclass before it was remade)")
     parser.add_argument("--records", required=True, type=Path, help="a sub-class table's records, e.g. results/fashion-subclass")
     parser.add_argument("--seed", type=int, default=0, help="the training seed (default 0)")
     parser.add_argument("--root", default=str(ROOT), help="paths.root_dir holding checkpoints/ (default: the repository)")
@@ -91,6 +96,18 @@ def features(model: torch.nn.Module, images: torch.Tensor) -> tuple[dict[str, np
     return {name: torch.cat(v).numpy() for name, v in outputs.items()}, torch.cat(predictions).numpy()
 
 
+def search_target(model: torch.nn.Module, data, variant: str, seed: int) -> float:
+    """The share the hands-free search's neighbour vote gives (its default settings, its samples)."""
+    from unlearning.methods.ssd.policies import DampeningRequest, SearchedAlpha
+    from unlearning.methods.ssd.search import AutoSettings, predicted_classes, sample_items
+
+    settings = AutoSettings(seed=seed)
+    request = DampeningRequest.from_datamodule(data, variant)
+    probe, labels = sample_items(request.forget_data, settings.forget_samples, settings.seed)
+    classes = labels if request.grouped_by == "label" else predicted_classes(model, probe, request.batch_size)
+    return SearchedAlpha(settings).neighbour_target(model, request, probe, classes)["share"]
+
+
 def measure(dataset: str, forget: str, seed: int, root: str) -> dict[str, float]:
     from unlearning.jobs.builders import build_datamodule, build_model, build_task, published_model_path
     from unlearning.models.checkpoints import checkpoint_exists, load_checkpoint, load_into
@@ -114,6 +131,8 @@ def measure(dataset: str, forget: str, seed: int, root: str) -> dict[str, float]
     _, val_predictions = features(model, val_images)
     row = {"validation_images": len(val_labels),
            "validation_accuracy": 100 * float((val_predictions == val_labels).mean())}
+    for variant, column in (("ssd", "neighbour_vote"), ("lfssd", "neighbour_vote_lfssd")):
+        row[column] = 100 * search_target(model, data, variant, seed)
     for name in LAYERS:
         knn = KNeighborsClassifier(NEIGHBOURS).fit(retain_features[name], retain_labels)
         row[f"knn_{name}"] = 100 * float((knn.predict(forget_features[name]) == forget_labels).mean())
@@ -128,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     rows = {}
-    columns = ("retrained_df_test", "retrained_df_train", "validation_accuracy", *(f"knn_{n}" for n in LAYERS))
+    columns = ("retrained_df_test", "retrained_df_train", "validation_accuracy", *(f"knn_{n}" for n in LAYERS),
+               "neighbour_vote", "neighbour_vote_lfssd")
     print(f"{'request':<12}" + "".join(f"{c:>22}" for c in columns))
     for forget, reference in retrained.items():
         try:

@@ -80,11 +80,13 @@ def test_subclass_target_bench_compares_training_only_estimates_with_the_retrain
     lines = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in capsys.readouterr().out.splitlines()
              if line.split() and line.split()[0] in retrained}
     assert sorted(lines) == sorted(retrained)
-    for forget, (df_test, df_train, validation, *knn) in lines.items():
+    for forget, (df_test, df_train, validation, *knn, vote, vote_lfssd) in lines.items():
         assert (df_test, df_train) == (pytest.approx(retrained[forget]["Df-test"], abs=0.05),
                                        pytest.approx(retrained[forget]["Df-train"], abs=0.05))
-        assert len(knn) == len(LAYERS) and all(0 <= x <= 100 for x in (validation, *knn))
+        assert len(knn) == len(LAYERS) and all(0 <= x <= 100 for x in (validation, *knn, vote, vote_lfssd))
     assert lines["1"][2] - lines["1"][1] > 50, "the coarse model recognises digit 1's validation images; retraining does not"
+    # the search's default sub-class target: like retraining, the pixel vote carries almost none of digit 1 or 7
+    assert lines["1"][-2] < 10 and lines["7"][-2] < 10, "the neighbour vote must say the paired digit is lost"
     assert main(["--dataset", "digits", "--records", str(records), "--seed", "7"]) == 2  # no such runs
 
 

@@ -309,9 +309,10 @@ def test_random_forgetting_without_its_target_keeps_the_papers_setting_and_says_
 
 def test_sub_class_target_from_validation_is_opt_in_and_too_few_images_fall_back(trained_root, coarse_checkpoint,
                                                                                   caplog):
-    """task=subclass aims at forget_target by default (retraining forgets a digit almost entirely);
-    opted in, its target is the original's accuracy on the validation images of the sub-class; with
-    fewer than min_validation_images of them the run says so and aims at forget_target."""
+    """task=subclass has no validation target by default (it aims at the neighbour vote instead,
+    tests/test_ssd_neighbours.py: the original's validation accuracy is far above what retraining leaves
+    of a digit); opted in, its target is the original's accuracy on the validation images of the
+    sub-class; with fewer than min_validation_images of them the run says so and aims at forget_target."""
     from unlearning.methods.ssd import SearchedAlpha
 
     data, request = _request(trained_root, "task=subclass")

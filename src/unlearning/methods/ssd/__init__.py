@@ -58,6 +58,7 @@ _LAZY = {
     "AutoSettings": "search",
     "Probe": "search",
     "sample_images": "search",
+    "neighbour_vote": "neighbours",
     "scoped": "search",
 }
 

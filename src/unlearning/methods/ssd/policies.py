@@ -37,7 +37,16 @@ from torch import nn
 
 from unlearning.evaluation.predictions import predict
 from unlearning.methods.ssd.core import apply_dampening, restore, snapshot
-from unlearning.methods.ssd.search import AUTO, AutoSearch, AutoSettings, Probe, sample_images
+from unlearning.methods.ssd.neighbours import neighbour_vote
+from unlearning.methods.ssd.search import (
+    AUTO,
+    AutoSearch,
+    AutoSettings,
+    Probe,
+    predicted_classes,
+    sample_images,
+    sample_items,
+)
 from unlearning.progress import progress
 
 log = logging.getLogger(__name__)
@@ -231,16 +240,20 @@ def shortfall(info: dict[str, Any], settings: AutoSettings) -> str:
     recognised; a user must hear that at run time, not only from ``target_reached`` in results.json.
     """
     kept, changed = 100 * info["forget_kept"], 100 * info["retain_changed"]
+    aimed = info.get("aimed", False)
+    target = (f"target {100 * settings.forget_target:.0f} +- {100 * settings.aim_tolerance:g}%, what retraining "
+              "is estimated to leave" if aimed else f"target <= {100 * settings.forget_target:g}%")
     if info["n_steps"]:
-        applied = (f"it applied the safe dampening that forgot most ({info['n_steps']} step(s), "
-                   f"{info['parameters_changed']} entries changed, {changed:.1f}% of the retain sample changed "
-                   "prediction)")
+        applied = (f"it applied the safe dampening {'nearest the target' if aimed else 'that forgot most'} "
+                   f"({info['n_steps']} step(s), {info['parameters_changed']} entries changed, {changed:.1f}% of "
+                   "the retain sample changed prediction)")
     else:
         applied = "no trial that stayed within that guard forgot any of Df, so nothing was dampened"
+    risk = ("Df may be forgotten more or less than retraining would" if aimed and info["n_steps"]
+            else "Df may not be forgotten")
     return (f"the target was not reached in {info['n_trials']} trials: {kept:.0f}% of the Df probe keeps its "
-            f"original prediction (target <= {100 * settings.forget_target:g}%) while at most "
-            f"{100 * settings.retain_tolerance:g}% of the retain sample may change; {applied}. Df may not be "
-            "forgotten: check the forget metrics (see 'Not done' in docs/auto_ssd.md).")
+            f"original prediction ({target}) while at most {100 * settings.retain_tolerance:g}% of the retain "
+            f"sample may change; {applied}. {risk}: check the forget metrics (see 'Not done' in docs/auto_ssd.md).")
 
 
 class SearchedAlpha(AlphaPolicy):
@@ -254,13 +267,16 @@ class SearchedAlpha(AlphaPolicy):
     every class uses and turns alpha into a knife edge. Sub-class requests use it too, in
     batches of one model class (a coarse label). ``reference=mixed`` searches with the paper's imp_D.
 
-    What counts as forgotten depends on the task. A whole class or a sub-class: at most
-    ``forget_target`` of Df keeps its original prediction. Random samples
-    (``target_from_validation``): Df recognised no better than the validation split
-    (:meth:`unseen_target`), because a model that never saw a few random samples still classifies
-    them like unseen data. Sub-classes may opt in to the same kind of target (their validation
-    images); without enough validation images a random request falls back to the paper's alpha 10,
-    lambda 1 (``NOT_SEARCHED``) and a sub-class request to ``forget_target``; the run says so.
+    What counts as forgotten depends on the task. A whole class: at most ``forget_target`` of Df
+    keeps its original prediction. A sub-class (``target_from_neighbours``): at most the share of
+    Df that a nearest-neighbour vote among retained images puts in Df's class
+    (:meth:`neighbour_target`), because a model retrained without it still recognises what its
+    siblings carry over. Random samples (``target_from_validation``): Df recognised no better than
+    the validation split (:meth:`unseen_target`), because a model that never saw a few random
+    samples still classifies them like unseen data. Sub-classes may use that validation target
+    instead (their validation images); without enough validation images a random request falls
+    back to the paper's alpha 10, lambda 1 (``NOT_SEARCHED``) and a sub-class request to
+    ``forget_target``; the run says so.
     """
 
     name = "auto"
@@ -310,16 +326,41 @@ class SearchedAlpha(AlphaPolicy):
         return {"kind": "validation accuracy", "split": "forget_val" if request.task == "subclass" else "val",
                 "images": count, "forget_target": accuracy}
 
+    def neighbour_target(self, model: nn.Module, request: DampeningRequest, forget_images: torch.Tensor,
+                         forget_classes: torch.Tensor) -> dict[str, Any] | None:
+        """What retraining leaves of a sub-class, from a nearest-neighbour vote among retained images.
+
+        A model retrained without a sub-class recognises its images as well as what it learnt from
+        the rest carries over to them; a k-nearest-neighbour vote among the retained training images
+        (:mod:`unlearning.methods.ssd.neighbours`) is the cheapest learner that, like retraining,
+        never saw Df. The target is the share of the Df probe the vote puts in the class the probe
+        counts it in (``forget_classes``: labels for SSD, the original's predictions for LFSSD), never
+        below ``forget_target``. None: the task does not aim at it.
+        """
+        s = self.settings
+        if request.task not in s.target_from_neighbours:
+            return None
+        start = time.perf_counter()
+        retain_images, retain_labels = sample_items(request.retain_data, s.neighbour_samples, s.seed + 2)
+        # LFSSD reads no labels: each retained image counts as the class the original model gives it
+        retain_classes = (retain_labels if request.grouped_by == "label"
+                          else predicted_classes(model, retain_images, request.batch_size))
+        vote = neighbour_vote(retain_images, retain_classes, forget_images, forget_classes,
+                              s.neighbours, s.neighbour_components, s.seed)
+        share = request.agree(vote.share)
+        return {"kind": "neighbour vote", "share": share, "forget_target": max(share, s.forget_target),
+                "images": vote.retain_images, "forget_images": vote.forget_images, "components": vote.components,
+                "neighbours": vote.neighbours, "classes": request.grouped_by,
+                "work": float(vote.retain_images) if request.grouped_by != "label" else 0.0,
+                "time_s": time.perf_counter() - start}
+
     def dampen(self, model, reference, forget, request) -> dict[str, Any]:
         s = self.settings
         target = self.unseen_target(model, request)
         if target is not None:
             if target["forget_target"] >= 1.0:  # every unseen image like Df's is recognised: retraining would too
-                return {"alpha": AUTO, "lambda": None, "searched": False, "target": target,
-                        "reason": "the original model classifies validation images like Df's without error, so "
-                                  "a retrained model would too: nothing to forget",
-                        "chosen_alpha": None, "chosen_lambda": None, "n_steps": 0, "n_trials": 0,
-                        "parameters_changed": 0}
+                return self.nothing_to_forget(target, "the original model classifies validation images like Df's "
+                                                      "without error, so a retrained model would too")
             s = replace(s, forget_target=target["forget_target"])
         elif request.task in NOT_SEARCHED:
             if request.is_zero:  # once, not once per DDP process
@@ -328,19 +369,33 @@ class SearchedAlpha(AlphaPolicy):
             return {"alpha": AUTO, "lambda": PAPER_LAMBDA, "searched": False, "reason": NOT_SEARCHED[request.task],
                     "chosen_alpha": PAPER_ALPHA, "chosen_lambda": PAPER_LAMBDA, "n_steps": 1, "n_trials": 0,
                     "parameters_changed": changed}
+        forget_images, forget_labels = sample_items(request.forget_data, s.forget_samples, s.seed)
         probe = Probe(
-            forget_images=sample_images(request.forget_data, s.forget_samples, s.seed),
+            forget_images=forget_images,
             retain_images=sample_images(request.retain_data, s.retain_samples, s.seed + 1),
             batch_size=request.batch_size,
         )
+        if target is None:  # a sub-class: what the retained images' neighbours carry over to the Df probe
+            forget_classes = forget_labels if request.grouped_by == "label" else probe.predictions(model, forget_images)
+            target = self.neighbour_target(model, request, forget_images, forget_classes)
+            if target is not None:
+                if target["forget_target"] >= 1.0:
+                    return self.nothing_to_forget(target, "the retained images' nearest neighbours put every Df "
+                                                          "image in its class, so a retrained model would too")
+                s = replace(s, forget_target=target["forget_target"])
+                unseen = request.forget_validation_data
+                if s.unseen_weight > 0 and unseen is not None and len(unseen) >= s.min_validation_images:
+                    probe.unseen_images = sample_images(unseen, s.forget_samples, s.seed + 3)
+                    probe.unseen_weight = s.unseen_weight
         by_class = self.compared_with(request.task).by_class
         with progress(total=s.max_trials, description="SSD alpha search", enabled=request.show_progress,
                       unit="trial") as bar:
-            search = AutoSearch(s, importance_work=3.0 * (request.n_full + request.n_forget), progress=bar)
+            search = AutoSearch(s, importance_work=3.0 * (request.n_full + request.n_forget), progress=bar,
+                                aim=target is not None and target["kind"] == "neighbour vote")
             # LFSSD's grouping predicted every sample of D once: counted (cache hit or not, so the
             # search does the same trials either way) against the same budget as the trials.
             grouping_work = float(request.n_full) if by_class and request.grouped_by == "predicted class" else 0.0
-            search.spent += grouping_work + (target["images"] if target else 0.0)  # the target's forward pass
+            search.spent += grouping_work + (target_work(target) if target else 0.0)
             info = search.run(model, reference, forget, probe, request.agree, request.refresh_forget,
                               refresh_cost=3.0 * request.n_forget)
         info["reference"] = {
@@ -353,8 +408,20 @@ class SearchedAlpha(AlphaPolicy):
             log.warning("method.alpha=auto: %s", shortfall(info, s))
         return {**info, "alpha": AUTO, "lambda": info.get("chosen_lambda")}
 
+    @staticmethod
+    def nothing_to_forget(target: dict[str, Any], reason: str) -> dict[str, Any]:
+        """The record of a request whose estimated target is "everything still recognised": nothing dampened."""
+        return {"alpha": AUTO, "lambda": None, "searched": False, "target": target,
+                "reason": f"{reason}: nothing to forget", "chosen_alpha": None, "chosen_lambda": None,
+                "n_steps": 0, "n_trials": 0, "parameters_changed": 0}
+
     def __repr__(self) -> str:
         return f"SearchedAlpha({self.settings!r})"
+
+
+def target_work(target: Mapping[str, Any]) -> float:
+    """Sample-forwards a target's estimate cost: the validation pass, or the vote's predictions (LFSSD)."""
+    return float(target["work"]) if "work" in target else float(target.get("images", 0.0))
 
 
 @dataclass(frozen=True)
