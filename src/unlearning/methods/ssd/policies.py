@@ -268,8 +268,8 @@ class SearchedAlpha(AlphaPolicy):
     batches of one model class (a coarse label). ``reference=mixed`` searches with the paper's imp_D.
 
     What counts as forgotten depends on the task. A whole class: at most ``forget_target`` of Df
-    keeps its original prediction. A sub-class (``target_from_neighbours``): at most the share of
-    Df that a nearest-neighbour vote among retained images puts in Df's class
+    keeps its original prediction. A sub-class (``target_from_neighbours``): the search aims at the
+    share of Df that a nearest-neighbour vote among retained images puts in Df's class
     (:meth:`neighbour_target`), because a model retrained without it still recognises what its
     siblings carry over. Random samples (``target_from_validation``): Df recognised no better than
     the validation split (:meth:`unseen_target`), because a model that never saw a few random

@@ -110,12 +110,10 @@ class AutoSettings:
     def __post_init__(self) -> None:
         scopes = self.scopes if isinstance(self.scopes, list | tuple) else [self.scopes]
         object.__setattr__(self, "scopes", tuple(float(scope) for scope in scopes))  # YAML gives a list
-        tasks = self.target_from_validation
-        tasks = [tasks] if isinstance(tasks, str) else list(tasks or ())
-        object.__setattr__(self, "target_from_validation", tuple(str(task) for task in tasks))
-        tasks = self.target_from_neighbours
-        tasks = [tasks] if isinstance(tasks, str) else list(tasks or ())
-        object.__setattr__(self, "target_from_neighbours", tuple(str(task) for task in tasks))
+        for name in ("target_from_validation", "target_from_neighbours"):  # one task name or a list of them
+            tasks = getattr(self, name)
+            tasks = [tasks] if isinstance(tasks, str) else list(tasks or ())
+            object.__setattr__(self, name, tuple(str(task) for task in tasks))
         checks = [
             ("forget_target", 0 <= self.forget_target < 1),
             ("retain_tolerance", 0 <= self.retain_tolerance < 1),
